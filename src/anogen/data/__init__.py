@@ -1,0 +1,1 @@
+"""Data sources (one file per on-disk format), protocols (splits) and transforms (the only preprocessing)."""

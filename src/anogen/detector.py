@@ -1,0 +1,446 @@
+"""The Detector base: one fit loop, scoring, validation / model selection, threshold, save / load.
+
+A method subclasses :class:`Detector` as a keyword-only dataclass and supplies ``build``, ``train_step`` and
+``score_batch`` (and ``anomaly_map`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
+loop, keeping the best validation state, threshold calibration, saving -- lives here, once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from anogen.data.transforms import InputError, Preprocess, augment, is_vector_input, to_vectors
+
+FORMAT_VERSION = 1
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when scoring or saving a detector before ``fit``."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a training loss becomes NaN or infinite; no model file is written."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else as torch spells it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def library_version() -> str:
+    from anogen import __version__
+
+    return __version__
+
+
+@dataclass(kw_only=True)
+class Detector:
+    """Base of every anogen detector. Fields are hyperparameters; everything learned ends in ``_``."""
+
+    epochs: int = 10
+    """training epochs"""
+    batch_size: int = 16
+    """training mini-batch size"""
+    seed: int = 0
+    """seed of weight init, shuffling, latent sampling and augmentation"""
+    device: str = "auto"
+    """torch device; "auto" picks CUDA when present"""
+    image_size: int = 64
+    """side of the square images the model sees (inputs are resized to it)"""
+    channels: int = 3
+    """channel count the model sees"""
+    channel_mode: str = "convert"
+    """"convert" maps gray <-> RGB and drops alpha; "strict" refuses other channel counts"""
+    resize: str = "bilinear"
+    """interpolation to image_size: bilinear, bicubic, nearest, area, or none (refuse other sizes)"""
+    normalize: str = "tanh"
+    """pixel scaling: tanh ([-1, 1]), unit ([0, 1]) or imagenet (mean / std)"""
+    augment: tuple[str, ...] = ()
+    """training augmentations, any of hflip, vflip, rotate, rot90"""
+    val_every: int = 8
+    """validate every this many epochs when labelled validation data is given (the best state is kept)"""
+    contamination: float = 0.01
+    """share of normal calibration scores above the threshold (threshold_ = their 1 - contamination quantile)"""
+    eval_batch_size: int = 64
+    """batch size for scoring"""
+    verbose: bool = True
+    """show a progress bar during fit"""
+
+    name: ClassVar[str] = "detector"
+    input_kind: ClassVar[str] = "image"
+    """ "image": images only; "vector": (N, D) vectors only; "any": either, decided by the data at fit """
+    iterative: ClassVar[bool] = True
+    """False for closed-form / scikit-learn detectors, which override fit_once instead of train_step"""
+
+    # ------------------------------------------------------------------ what a method supplies
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        """Create ``self.nets_`` (an ``nn.ModuleDict``) and optimizers for inputs of ``input_shape``."""
+        raise NotImplementedError
+
+    def train_step(self, x: Tensor) -> dict[str, float]:
+        """One update on the batch ``x``; returns the losses to log."""
+        raise NotImplementedError
+
+    def score_batch(self, x: Tensor) -> Tensor:
+        """(B,) anomaly scores, higher = more anomalous, for a preprocessed batch."""
+        raise NotImplementedError
+
+    def anomaly_map(self, x: Tensor) -> Tensor:
+        """(B, H, W) per-pixel anomaly map, for methods that have one."""
+        raise NotImplementedError(f"{self.name} has no anomaly map")
+
+    def start_epoch(self, epoch: int) -> None:
+        """Hook called before each epoch (0-based), e.g. to resample latents."""
+
+    def fit_once(self, x: Tensor) -> None:
+        """Closed-form fit on the whole preprocessed training set (only for ``iterative = False``)."""
+        raise NotImplementedError
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Optional fixed map applied to preprocessed inputs before the model (e.g. a pretrained backbone)."""
+        return x
+
+    def extra_state(self) -> dict[str, Tensor]:
+        """Learned tensors outside ``nets_`` that a saved model must carry."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters as a dict (scikit-learn's get_params)."""
+        return {f: getattr(self, f) for f in self.field_names()}
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(
+            image_size=self.image_size,
+            channels=self.channels,
+            channel_mode=self.channel_mode,
+            resize=self.resize,
+            normalize=self.normalize,
+        )
+
+    # ------------------------------------------------------------------ data
+    def _kind_of(self, data: Any) -> str:
+        if hasattr(self, "input_kind_"):
+            return self.input_kind_
+        if self.input_kind == "vector" or (self.input_kind == "any" and is_vector_input(data)):
+            return "vector"
+        return "image"
+
+    def _prepare(self, data: Any) -> Tensor:
+        """Any accepted input -> the CPU tensor the model consumes (after ``embed``)."""
+        fitted = hasattr(self, "input_shape_")
+        kind = self._kind_of(data)
+        if kind == "vector":
+            x = to_vectors(data, self.input_shape_[0] if fitted else None)
+        else:
+            if is_vector_input(data):
+                raise InputError(
+                    f"got a 2-D array {tuple(data.shape)}: this {self.name} model expects images (N, H, W[, C])"
+                )
+            x = self.preprocess(data)
+        if kind == "image" and type(self).embed is not Detector.embed:
+            x = self._batched(x, self.embed)  # e.g. images -> pretrained features
+        if fitted and tuple(x.shape[1:]) != self.input_shape_:
+            raise InputError(f"expected inputs of shape {self.input_shape_}, got {tuple(x.shape[1:])}")
+        return x
+
+    def _batched(self, x: Tensor, fn: Any) -> Tensor:
+        out = []
+        dev = self._device()
+        with torch.no_grad():
+            for i in range(0, len(x), self.eval_batch_size):
+                out.append(fn(x[i : i + self.eval_batch_size].to(dev)).float().cpu())
+        return torch.cat(out)
+
+    def _device(self) -> torch.device:
+        if not hasattr(self, "device_"):
+            self.device_ = resolve_device(self.device)
+        return self.device_
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None) -> "Detector":
+        """Train on normal data ``x`` and calibrate the threshold; returns ``self``.
+
+        Args:
+            x: normal training images (numpy (N, H, W[, C]), tensor (N, C, H, W), paths, a folder) or vectors (N, D).
+            y: optional labels, accepted for scikit-learn compatibility; any 1 (anomaly) among them is an error.
+            val_x: validation inputs. With ``val_y`` (1 = anomaly) the state with the best validation AUROC,
+                checked every ``val_every`` epochs, is kept; the threshold comes from its normal scores.
+            val_y: labels of ``val_x``; without them ``val_x`` is taken as normal and only calibrates the threshold.
+        """
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # a second fit starts from scratch
+        _seed_everything(self.seed)
+        dev = self._device()
+        if y is not None and np.asarray(y).astype(int).any():
+            raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
+        self.input_kind_ = self._kind_of(x)
+        xt = self._prepare(x)
+        self.input_shape_ = tuple(int(s) for s in xt.shape[1:])
+        vx = self._prepare(val_x) if val_x is not None else None
+        vy = None if val_y is None else np.asarray(val_y).astype(int).ravel()
+        if vy is not None and (vx is None or len(vy) != len(vx)):
+            raise InputError("val_y needs val_x of the same length")
+        if vy is not None and len(np.unique(vy)) < 2:
+            raise InputError("labelled validation needs both normal (0) and anomalous (1) samples")
+        self.build(self.input_shape_)
+        if not hasattr(self, "nets_"):
+            self.nets_ = nn.ModuleDict()
+        self.nets_.to(dev)
+        self.history_: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        if self.iterative:
+            self._train_loop(xt, vx, vy)
+        else:
+            self.fit_once(xt.to(dev))
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.nets_.eval()
+        self.decision_scores_ = self._score_prepared(xt)
+        calib = self.decision_scores_
+        if vx is not None:
+            vs = self._score_prepared(vx)
+            calib = vs if vy is None else vs[vy == 0]
+        self.threshold_ = float(np.quantile(calib, 1.0 - self.contamination))
+        s = self.decision_scores_
+        self.train_stats_ = {
+            "n": int(len(s)), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
+            "max": float(s.max()), "q50": float(np.quantile(s, 0.5)), "q99": float(np.quantile(s, 0.99)),
+        }
+        return self
+
+    def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None) -> None:
+        from sklearn.metrics import roc_auc_score
+
+        dev = self._device()
+        n = len(xt)
+        bs = min(self.batch_size, n)
+        steps = n // bs  # the last partial batch is dropped (BatchNorm needs > 1 sample)
+        gen = torch.Generator().manual_seed(self.seed)
+        best_auc, best_state = -math.inf, None
+        with _progress(self.verbose) as prog:
+            task = prog.add_task(f"{self.name}", total=self.epochs * steps, losses="")
+            for epoch in range(self.epochs):
+                self.epoch_ = epoch
+                self.start_epoch(epoch)
+                self.nets_.train()
+                perm = torch.randperm(n, generator=gen)
+                sums: dict[str, float] = {}
+                for i in range(steps):
+                    xb = xt[perm[i * bs : (i + 1) * bs]]
+                    if self.augment:
+                        xb = augment(xb, self.augment, gen)
+                    losses = self.train_step(xb.to(dev))
+                    for k, v in losses.items():
+                        v = float(v)
+                        if not math.isfinite(v):
+                            raise TrainingDiverged(
+                                f"{self.name}: loss {k} = {v} at epoch {epoch + 1}, step {i + 1}; training stopped "
+                                "and no model was written (lower the learning rates or check the inputs)"
+                            )
+                        sums[k] = sums.get(k, 0.0) + v
+                    text = " ".join(f"{k}={v / (i + 1):.3g}" for k, v in sums.items())
+                    prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
+                rec: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
+                last = epoch + 1 == self.epochs
+                if vy is not None and vx is not None and ((epoch + 1) % self.val_every == 0 or last):
+                    auc = float(roc_auc_score(vy, self._score_prepared(vx)))
+                    rec["val_auroc"] = auc
+                    if auc > best_auc:
+                        best_auc, self.best_epoch_ = auc, epoch + 1
+                        best_state = (copy.deepcopy(self.nets_.state_dict()), copy.deepcopy(self.extra_state()))
+                    prog.console.log(f"epoch {epoch + 1}: validation AUROC {auc:.4f} (best {best_auc:.4f})")
+                self.history_.append(rec)
+        if best_state is not None:
+            self.nets_.load_state_dict(best_state[0])
+            self.load_extra_state(best_state[1])
+            self.val_auroc_ = best_auc
+
+    # ------------------------------------------------------------------ scoring
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"this {self.name} detector is not fitted yet: call fit(x) or anogen.load(path) first")
+
+    def _score_prepared(self, x: Tensor) -> np.ndarray:
+        self.nets_.eval()
+        dev = self._device()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), self.eval_batch_size):
+                s = self.score_batch(x[i : i + self.eval_batch_size].to(dev))
+                out.append(s.detach().double().cpu().reshape(-1))
+        scores = torch.cat(out).numpy()
+        if len(scores) != len(x):
+            raise RuntimeError(f"{self.name}.score_batch returned {len(scores)} scores for {len(x)} inputs")
+        if not np.isfinite(scores).all():
+            raise RuntimeError(f"{self.name} produced non-finite scores: the model has diverged")
+        return scores
+
+    def decision_function(self, x: Any) -> np.ndarray:
+        """Anomaly scores (N,), higher = more anomalous."""
+        self._check_fitted()
+        return self._score_prepared(self._prepare(x))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Labels (N,) in {0, 1}: 1 where the score exceeds ``threshold_``."""
+        return (self.decision_function(x) > self.threshold_).astype(np.int64)
+
+    def anomaly_maps(self, x: Any) -> np.ndarray:
+        """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them."""
+        self._check_fitted()
+        xt = self._prepare(x)
+        self.nets_.eval()
+        return self._batched(xt, self.anomaly_map).numpy()
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> Path:
+        """Write one self-contained model file (safetensors + JSON metadata), atomically."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        tensors = {f"nets.{k}": v for k, v in self.nets_.state_dict().items()}
+        tensors.update({f"extra.{k}": v for k, v in self.extra_state().items()})
+        tensors["decision_scores_"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float64))
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+        meta = {
+            "format": FORMAT_VERSION,
+            "anogen_version": library_version(),
+            "torch_version": torch.__version__,
+            "detector": self.name,
+            "config": _jsonable(self.get_params()),
+            "preprocess": self.preprocess.to_dict(),
+            "input_kind": self.input_kind_,
+            "input_shape": list(self.input_shape_),
+            "threshold": self.threshold_,
+            "train_stats": self.train_stats_,
+            "history": self.history_,
+            "best_epoch": getattr(self, "best_epoch_", None),
+            "val_auroc": getattr(self, "val_auroc_", None),
+            "fit_seconds": getattr(self, "fit_seconds_", None),
+            "machine": platform.platform(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"anogen": json.dumps(meta)})
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+def load(path: str | Path, device: str | None = None) -> Detector:
+    """A fitted detector from a file written by :meth:`Detector.save`; never executes code from the file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from anogen._registry import get
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("anogen")
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for foreign / truncated files
+        raise ValueError(f"{path} is not an anogen model file (expected safetensors with anogen metadata): {e}") from e
+    if raw is None:
+        raise ValueError(f"{path} is a safetensors file without anogen metadata; not an anogen model")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path} has model format {meta.get('format')}; this anogen reads format {FORMAT_VERSION}")
+    cls = get(meta["detector"])
+    config = meta["config"]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k, v in list(config.items()):
+        if k in fields and isinstance(v, list) and isinstance(fields[k].default, tuple):
+            config[k] = tuple(v)
+    if device is not None:
+        config["device"] = device
+    det = cls(**{k: v for k, v in config.items() if k in fields})
+    det.input_kind_ = meta["input_kind"]
+    det.input_shape_ = tuple(meta["input_shape"])
+    det.build(det.input_shape_)
+    if not hasattr(det, "nets_"):
+        det.nets_ = nn.ModuleDict()
+    nets = {k[5:]: v for k, v in tensors.items() if k.startswith("nets.")}
+    det.nets_.load_state_dict(nets, strict=True)
+    det.nets_.to(det._device()).eval()
+    det.load_extra_state({k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
+    det.decision_scores_ = tensors["decision_scores_"].numpy()
+    det.threshold_ = float(meta["threshold"])
+    det.train_stats_ = meta["train_stats"]
+    det.history_ = meta["history"]
+    for key in ("best_epoch", "val_auroc", "fit_seconds"):
+        if meta.get(key) is not None:
+            setattr(det, key + "_", meta[key])
+    det.metadata_ = meta
+    return det
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class _NullProgress:
+    console = type("C", (), {"log": staticmethod(lambda *a, **k: None)})()
+
+    def __enter__(self) -> "_NullProgress":
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+    def add_task(self, *a: Any, **k: Any) -> int:
+        return 0
+
+    def update(self, *a: Any, **k: Any) -> None:
+        return None
+
+
+def _progress(verbose: bool) -> Any:
+    if not verbose:
+        return _NullProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )
