@@ -13,9 +13,11 @@ import numpy as np
 class ImageSet:
     """Images with labels (1 = anomaly), and optionally masks, names and original class ids.
 
-    ``x`` is anything ``Detector.fit`` accepts: a uint8 array (N, H, W[, C]) when all images share a size, else a
-    list of paths or arrays. ``masks`` is None, an array (N, H, W), or a list with a path / array / None per sample
-    (None = all-normal mask).
+    ``x`` is anything ``Detector.fit`` accepts: array sources (digits, IDX, pickle) give a uint8 array
+    (N, H, W[, C]); file-tree sources (folder, anomalib, mvtec, mtd, coil) give a list of paths, read by
+    ``transforms`` when a detector consumes them. ``masks`` is None, an array (N, H, W), or a list with a path /
+    array / None per sample (None = all-normal mask). ``classes`` holds the source's class of each sample (ints such
+    as digits or COIL objects, or strings such as MVTec defect types).
     """
 
     x: Any
