@@ -27,7 +27,7 @@ def test_score_is_mean_squared_reconstruction_error(digits):
 @pytest.mark.slow
 def test_ae_learns_one_class_digits(digits):
     train, test, y = one_class_digits(*digits, normal=0, n_train=120, seed=0)
-    det = anogen.create("ae", epochs=30, batch_size=16, image_size=16, channels=1, width=16, latent_dim=16,
+    det = anogen.create("ae", epochs=15, batch_size=16, image_size=16, channels=1, width=16, latent_dim=16,
                         verbose=False, seed=0)
     auc = auroc(y, det.fit(train).decision_function(test))
     print(f"AE one-class digits (0 normal) AUROC = {auc:.3f}")

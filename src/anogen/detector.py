@@ -108,6 +108,11 @@ class Detector:
     def start_epoch(self, epoch: int) -> None:
         """Hook called before each epoch (0-based), e.g. to resample latents."""
 
+    def setup_data(self, x: Tensor) -> None:
+        """Hook called once with the whole preprocessed (and embedded) training set, after ``build``, before training.
+
+        For statistics a method needs before its first step (e.g. feature standardisation)."""
+
     def fit_once(self, x: Tensor) -> None:
         """Closed-form fit on the whole preprocessed training set (only for ``iterative = False``)."""
         raise NotImplementedError
@@ -211,6 +216,7 @@ class Detector:
         if not hasattr(self, "nets_"):
             self.nets_ = nn.ModuleDict()
         self.nets_.to(dev)
+        self.setup_data(xt)
         self.history_: list[dict[str, float]] = []
         t0 = time.perf_counter()
         if self.iterative:
@@ -350,6 +356,9 @@ class Detector:
             save_file(tensors, tmp, metadata={"anogen": json.dumps(meta)})
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model gets the usual permissions
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
