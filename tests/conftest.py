@@ -1,4 +1,4 @@
-"""Shared fixtures: small real data from scikit-learn's digits (tests never read ../shared)."""
+"""Shared fixtures: small real data from scikit-learn's digits (tests never read the project-wide data folder)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data sources, protocols and specs, on small fixtures written in the real on-disk formats (never ../shared)."""
+"""Data sources, protocols and specs, on small fixtures written in the real on-disk formats (never the data folder)."""
 
 from __future__ import annotations
 

@@ -406,7 +406,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     console = _console()
-    console.print(f"[bold]anogen demo[/]: ALGAN (preset cpu: {_fmt_overrides(PRESETS['cpu'])}, channels=1) on one-class digits")
+    preset = _fmt_overrides(PRESETS["cpu"])
+    console.print(f"[bold]anogen demo[/]: ALGAN (preset cpu: {preset}, channels=1) on one-class digits")
     t0 = time.perf_counter()
     train_and_report("algan", overrides, DEMO_SPEC, Path(args.out), seed=args.seed, console=console)
     console.print(f"demo finished in {time.perf_counter() - t0:.1f} s")

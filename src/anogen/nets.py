@@ -71,7 +71,8 @@ class ConvDecoder(nn.Module):
                  max_width: int = 512, norm: str = "batch", out_act: str = "tanh") -> None:
         super().__init__()
         widths = stage_widths(image_size, width, max_width)[::-1]  # deepest first
-        layers: list[nn.Module] = [_wrap(nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=norm != "batch"), norm)]
+        first = nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0, bias=norm != "batch")  # (B, L, 1, 1) -> 4x4
+        layers: list[nn.Module] = [_wrap(first, norm)]
         if norm == "batch":
             layers.append(nn.BatchNorm2d(widths[0]))
         layers.append(nn.ReLU(inplace=True))
