@@ -193,9 +193,9 @@ def _record_d_losses(monkeypatch):
     rec = []
     orig = algan_mod.algan_d_loss
 
-    def spy(*logits, alpha, xi):
+    def spy(*logits, alpha, xi, targets=None):
         rec.append((len(logits), [len(v) for v in logits], alpha, xi))
-        return orig(*logits, alpha=alpha, xi=xi)
+        return orig(*logits, alpha=alpha, xi=xi, targets=targets)
 
     monkeypatch.setattr(algan_mod, "algan_d_loss", spy)
     return rec

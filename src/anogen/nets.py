@@ -123,3 +123,17 @@ def dcgan_init(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
+    """Exponential moving average of weights: average <- decay * average + (1 - decay) * current.
+
+    Parameters are averaged; buffers (BatchNorm running statistics, spectral-norm vectors) are copied. Used for scoring
+    by the methods whose reference code keeps an EMA of every network (ALAD, EGBAD, the thesis' EBGAN family; decay
+    0.999 there).
+    """
+    for a, c in zip(average.parameters(), current.parameters()):
+        a.lerp_(c, 1.0 - decay)
+    for a, c in zip(average.buffers(), current.buffers()):
+        a.copy_(c)

@@ -69,6 +69,9 @@ Deviations / choices (the paper is silent or ambiguous on each):
   the weights are cached. ``backbone="none"`` takes (N, D) vectors only. Rudolph et al.'s rotation procedure (24 /
   64 rotations at training / prediction) is left out.
 - Model selection by validation AUROC every 8 epochs (IV-C) is the base ``fit(val_x=, val_y=)`` with ``val_every=8``.
+- The thesis' training tricks (IN / SL / LF, :class:`anogen.losses.GANTricks`) are available as fields, off by
+  default (the ALGAN paper uses none): IN adds the decaying noise to every input of D, SL / LF replace the hard
+  targets of every term of eq. (6).
 """
 
 from __future__ import annotations
@@ -86,38 +89,49 @@ from anogen._registry import register
 from anogen.data.transforms import InputError, add_pool_channels
 from anogen.detector import Detector
 from anogen.features import BACKBONES, load_backbone
+from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp
 
 G_LOSSES = ("nonsaturating", "minimax")
 
 
 # ---------------------------------------------------------------------------------------------------- losses
-def _neg_log_one_minus_d(logit: Tensor | None, weight: float, what: str) -> Tensor | float:
-    """weight * -E[log(1 - D)] = weight * E[softplus(logit)]; nothing when the weight is 0."""
+def _neg_log_one_minus_d(logit: Tensor | None, weight: float, what: str,
+                         target: Tensor | None = None) -> Tensor | float:
+    """weight * -E[log(1 - D)] = weight * E[softplus(logit)]; nothing when the weight is 0.
+
+    With a ``target`` (soft / flipped labels, :class:`anogen.losses.GANTricks`) the term is the cross-entropy against
+    it, which is the same expression for target 0."""
     if weight == 0:
         return 0.0
     if logit is None or logit.numel() == 0:
         raise ValueError(f"eq. (6): the {what} term has weight {weight:g} but no samples")
+    if target is not None:
+        return weight * adversarial_loss(logit, target, "bce")
     return weight * F.softplus(logit).mean()
 
 
 def algan_d_loss(real_logit: Tensor, fake_n_logit: Tensor, fake_a_logit: Tensor, buf_n_logit: Tensor | None = None,
-                 buf_a_logit: Tensor | None = None, *, alpha: float, xi: float) -> Tensor:
+                 buf_a_logit: Tensor | None = None, *, alpha: float, xi: float,
+                 targets: list[Tensor] | None = None) -> Tensor:
     """Minus eq. (6), the ALGAN discriminator objective, from D's logits (each (n,)).
 
     -E_x[log D(x)] - alpha {xi E[log(1 - D(x'_n))] + (1 - xi) E[log(1 - D(x^_n))]}
                    - (1 - alpha) {xi E[log(1 - D(x'_a))] + (1 - xi) E[log(1 - D(x^_a))]}.
     Without buffered logits (both None: epoch 1, Algorithm 1 line 11, or no buffer) xi is taken as 1.
+    ``targets``: optional per-group targets in the argument order (the SL / LF tricks); None = hard 1 / 0 labels.
     """
     if (buf_n_logit is None) != (buf_a_logit is None):
         raise ValueError("give both buffered logits (normal and anomalous) or neither")
     if buf_n_logit is None:
         xi = 1.0
-    loss = F.softplus(-real_logit).mean()  # -E_x[log D(x)]
-    loss = loss + _neg_log_one_minus_d(fake_n_logit, alpha * xi, "fake-normal x'_n")
-    loss = loss + _neg_log_one_minus_d(buf_n_logit, alpha * (1 - xi), "buffered-normal x^_n")
-    loss = loss + _neg_log_one_minus_d(fake_a_logit, (1 - alpha) * xi, "fake-anomalous x'_a")
-    loss = loss + _neg_log_one_minus_d(buf_a_logit, (1 - alpha) * (1 - xi), "buffered-anomalous x^_a")
+    t = list(targets) + [None] * (5 - len(targets)) if targets is not None else [None] * 5
+    # -E_x[log D(x)]
+    loss = F.softplus(-real_logit).mean() if t[0] is None else adversarial_loss(real_logit, t[0], "bce")
+    loss = loss + _neg_log_one_minus_d(fake_n_logit, alpha * xi, "fake-normal x'_n", t[1])
+    loss = loss + _neg_log_one_minus_d(buf_n_logit, alpha * (1 - xi), "buffered-normal x^_n", t[3])
+    loss = loss + _neg_log_one_minus_d(fake_a_logit, (1 - alpha) * xi, "fake-anomalous x'_a", t[2])
+    loss = loss + _neg_log_one_minus_d(buf_a_logit, (1 - alpha) * (1 - xi), "buffered-anomalous x^_a", t[4])
     return loss
 
 
@@ -189,7 +203,7 @@ class PoolChannels(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------- shared core
 @dataclass(kw_only=True)
-class _ALGANBase(Detector):
+class _ALGANBase(GANTricks, Detector):
     """Algorithm 1 and eqs. (5)-(8), shared by ALGAN-image and ALGAN-feature (which supply the networks)."""
 
     batch_size: int = 16
@@ -227,6 +241,7 @@ class _ALGANBase(Detector):
                              f"n_z={self.n_z}, n_dis={self.n_dis}, latent_dim={self.latent_dim}")
         if self.g_loss not in G_LOSSES:
             raise ValueError(f"g_loss must be one of {', '.join(G_LOSSES)}; got {self.g_loss!r}")
+        self._check_tricks()
 
     # -- what a variant supplies: its nets (build), and the map between input / model space
     def to_model(self, x: Tensor) -> Tensor:
@@ -278,8 +293,11 @@ class _ALGANBase(Detector):
             parts = [x, fake[~is_a], fake[is_a]]  # real, x'_n, x'_a
             if with_buffer:
                 parts += list(self.buffer_.sample(len(x) - n_a, n_a))  # line 13: x^_n, x^_a
-            logits = D(torch.cat(parts)).squeeze(1).split([len(p) for p in parts])
-            loss_d = algan_d_loss(*logits, alpha=self.alpha_eff, xi=xi)  # minus eq. (6)
+            logits = D(self.d_input(torch.cat(parts))).squeeze(1).split([len(p) for p in parts])  # IN trick
+            targets = None
+            if self.soft_labels or self.label_flip > 0:  # SL / LF tricks (thesis 4.2.1), off by default
+                targets = [self.d_targets(len(p), k == 0, x.device) for k, p in enumerate(parts)]
+            loss_d = algan_d_loss(*logits, alpha=self.alpha_eff, xi=xi, targets=targets)  # minus eq. (6)
             self.opt_d_.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d_.step()
