@@ -1,4 +1,8 @@
-"""One file per method; importing this package registers them all."""
+"""One file per method; importing this package registers them all (every module here is imported)."""
 
-from anogen.detectors import ae  # noqa: F401
-from anogen.detectors import algan  # noqa: F401
+import importlib
+import pkgutil
+
+for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _m.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_m.name}")
