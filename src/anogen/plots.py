@@ -319,3 +319,92 @@ def anomaly_heatmap(
         sub = " (cyan: ground truth)" if masks is not None else ""
         fig.suptitle(title + sub, fontweight="bold")
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- benchmark plots
+def roc_curves(
+    curves: dict[str, tuple[Any, Any]], path: str | Path | None = None, *, title: str = "ROC curves"
+) -> Figure:
+    """Several ROC curves in one panel: ``{label: (y, s)}``, each with its AUROC in the legend (best first)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    if not curves:
+        raise ValueError("no curves to draw")
+    items = sorted(((metrics.auroc(*metrics._check(y, s)), k, y, s) for k, (y, s) in curves.items()), reverse=True)
+    with _style():
+        fig = _figure(5.6, 4.6)
+        ax = fig.add_subplot()
+        colors = _CYCLE * (len(items) // len(_CYCLE) + 1)
+        styles = ["-", "--", ":", "-."]
+        for i, (auc, k, y, s) in enumerate(items):
+            fpr, tpr, _ = sk_roc_curve(*metrics._check(y, s))
+            ax.plot(fpr, tpr, color=colors[i], lw=1.8, ls=styles[(i // len(_CYCLE)) % 4], label=f"{k}: {auc:.3f}")
+        ax.plot([0, 1], [0, 1], color="0.55", lw=1, ls="--")
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=title)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right", fontsize=8, ncols=1 if len(items) <= 8 else 2)
+    return _save(fig, path)
+
+
+def auroc_vs_time(
+    points: dict[str, tuple[float, float]], path: str | Path | None = None, *,
+    title: str = "AUROC vs scoring time",
+) -> Figure:
+    """One labelled dot per detector: scoring ms / image (log x) against AUROC (the ALGAN paper's Fig. 6)."""
+    if not points:
+        raise ValueError("no points to draw")
+    with _style():
+        fig = _figure(6.2, 4.2)
+        ax = fig.add_subplot()
+        colors = _CYCLE * (len(points) // len(_CYCLE) + 1)
+        for (k, (ms, auc)), c in zip(sorted(points.items()), colors):
+            ax.scatter([ms], [auc], s=60, color=c, edgecolor="black", linewidth=0.5, zorder=3)
+            ax.annotate(k, (ms, auc), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.axhline(0.5, color="0.55", lw=1, ls="--")
+        ax.set(xlabel="scoring time per image (ms, log scale)", ylabel="mean AUROC", title=title)
+    return _save(fig, path)
+
+
+def box_by_class(
+    groups: dict[str, dict[str, Sequence[float]]], path: str | Path | None = None, *, title: str = "Scores by class",
+    ylabel: str = "score",
+) -> Figure:
+    """Box plots, one panel per part: ``{part: {class label: values}}`` (the unregularized-score paper's Fig. 5)."""
+    if not groups:
+        raise ValueError("no groups to draw")
+    with _style():
+        fig = _figure(3.4 * len(groups) + 0.4, 3.6)
+        axes = fig.subplots(1, len(groups), squeeze=False)[0]
+        for ax, (part, by_class) in zip(axes, groups.items()):
+            labels = list(by_class)
+            ax.boxplot([np.asarray(by_class[k], dtype=float) for k in labels], tick_labels=labels, showfliers=False,
+                       patch_artist=True, boxprops={"facecolor": SKY, "alpha": 0.6}, medianprops={"color": "black"})
+            ax.set(title=part, xlabel="class", ylabel=ylabel)
+            ax.grid(axis="x", visible=False)
+        fig.suptitle(title, fontweight="bold")
+    return _save(fig, path)
+
+
+def validation_curves(
+    histories: dict[str, Sequence[dict[str, float]]], path: str | Path | None = None, *,
+    title: str = "Validation AUROC per epoch",
+) -> Figure:
+    """Validation AUROC against epoch for several detectors (the ALGAN paper's Fig. 7); ``{label: history}``."""
+    series = {k: [(h["epoch"], h["val_auroc"]) for h in v if "val_auroc" in h] for k, v in histories.items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        raise ValueError("no history holds val_auroc")
+    with _style():
+        fig = _figure(6.2, 4.0)
+        ax = fig.add_subplot()
+        colors = _CYCLE * (len(series) // len(_CYCLE) + 1)
+        for (k, pts), c in zip(sorted(series.items()), colors):
+            e, v = np.array(pts).T
+            ax.plot(e, v, color=c, lw=1.8, marker="o", ms=4, label=k)
+        ax.axhline(0.5, color="0.55", lw=1, ls="--")
+        ax.set(xlabel="epoch", ylabel="validation AUROC", title=title)
+        _int_ticks(ax)
+        ax.legend(loc="lower right", fontsize=8, ncols=1 if len(series) <= 8 else 2)
+    return _save(fig, path)

@@ -1,0 +1,507 @@
+"""Benchmarks: a suite is a flat grid (detectors x datasets x classes x seeds x variants); each run appends one JSONL
+record. Tables and figures are made from records (:mod:`anogen.report`), never typed by hand.
+
+A record holds the suite, the detector and its full config, the data spec and split, the seed, the variant
+(overrides such as a trick combination), the metrics (AUROC, AUPR, best F1 with its precision / recall, F1 / precision
+/ recall at the calibrated threshold, pixel AUROC where the test set has masks and the detector has anomaly maps),
+fit time, scoring ms / image, peak memory, validation AUROC and best epoch, and where it ran (git commit, library
+versions, machine, device). Runs are resumable (a run whose successful record exists in the output file is skipped),
+a crash in one run is written as a ``status: failed`` record and does not stop the suite, and nothing is selected on
+test data: model selection and threshold calibration use the validation split only (``Detector.fit(val_x, val_y)``).
+
+Scales: ``cpu`` applies the detector file's ``PRESETS["cpu"]`` (small sizes and widths, few epochs), then the
+suite's own CPU overrides, and caps the training / test sets (``max_train`` / ``max_test``, random subsets drawn
+with the run's seed); ``paper`` uses the paper defaults of every detector plus the suite's paper overrides (a GPU
+job). Every override a record ran with is in its ``config``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+SCHEMA = 1
+MAX_STORED_SCORES = 5000
+"""test scores and labels are kept in a record (for ROC curves and histograms) when the test set is no larger"""
+
+
+@dataclass
+class Suite:
+    """A flat grid. ``datasets`` are data-spec templates: ``{root}`` is the data root, ``{normal}`` a class."""
+
+    name: str
+    detectors: list[str] | str
+    datasets: list[str]
+    classes: list[Any] = field(default_factory=lambda: [None])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    cpu: dict[str, Any] = field(default_factory=dict)
+    """overrides on top of each detector's CPU preset at ``--scale cpu``"""
+    paper: dict[str, Any] = field(default_factory=dict)
+    """overrides on top of the paper defaults at ``--scale paper``"""
+    max_train: int | None = 1000
+    """cap on training images at ``--scale cpu`` (None: all)"""
+    max_test: int | None = 2000
+    """cap on validation and test images each at ``--scale cpu`` (stratified by label; None: all)"""
+    description: str = ""
+
+
+def _gans() -> list[str]:
+    from anogen import losses
+    from anogen._registry import available, get
+
+    return [n for n in available() if losses.is_gan(get(n))]
+
+
+def _tricks_variants() -> dict[str, dict[str, Any]]:
+    from anogen.losses import TRICK_COMBINATIONS, trick_overrides
+
+    return {("+".join(c) or "none"): trick_overrides(c) for c in TRICK_COMBINATIONS}
+
+
+def _suites() -> dict[str, Suite]:
+    gray = {"channels": 1}
+    return {s.name: s for s in [
+        Suite("digits", "all", ["digits:normal={normal}"], classes=list(range(10)), seeds=[0],
+              cpu=gray, paper=gray, max_train=None, max_test=None,
+              description="scikit-learn digits one-class (embedded; every digit normal in turn)"),
+        Suite("mnist", "all", ["mnist:{mnist},normal={normal}"], classes=list(range(10)), seeds=[0],
+              cpu=gray, paper={"channels": 1, "image_size": 32},
+              description="MNIST one-class (LAMP Table 1, consistency paper Fig. 5)"),
+        Suite("fashion", "all", ["fashion:{fashion},normal={normal}"], classes=list(range(10)), seeds=[0],
+              cpu=gray, paper={"channels": 1, "image_size": 32}, description="Fashion-MNIST one-class"),
+        Suite("mtd", "all", ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0, 1],
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
+              max_train=None, max_test=None,
+              description="Magnetic Tile Defects, ALGAN Table 3 protocol (shared split file, seeds 0 and 1)"),
+        Suite("coil", "all", ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1, 2],
+              cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 128},
+              max_train=None, max_test=None,
+              description="COIL-100 subset (17 objects), ALGAN Table 4 protocol: 10 objects normal"),
+        Suite("algan-ablation", ["algan"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0, 1],
+              variants={"none": {"use_buffer": False, "use_anomalous_latent": False},
+                        "buffer": {"use_buffer": True, "use_anomalous_latent": False},
+                        "anomalous_latent": {"use_buffer": False, "use_anomalous_latent": True},
+                        "both": {"use_buffer": True, "use_anomalous_latent": True}},
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
+              max_train=None, max_test=None, description="ALGAN Table 7 (buffer x anomalous latent) on MTD"),
+        Suite("algan-hparams", ["algan"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0],
+              variants={**{f"sigma={s}": {"sigma": s} for s in (1.0, 2.0, 4.0, 8.0, 16.0)},
+                        **{f"alpha={a},xi={x}": {"alpha": a, "xi": x} for a in (0.5, 0.75, 1.0)
+                           for x in (0.5, 0.75, 1.0)},
+                        **{f"n_z={n}": {"n_z": n} for n in (1, 2, 4)},
+                        **{f"n_dis={n}": {"n_dis": n} for n in (1, 2, 4)}},
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
+              max_train=None, max_test=None, description="ALGAN Tables 8-11 (sigma, alpha x xi, n_z, n_dis) on MTD"),
+        Suite("lamp", ["ae"], ["mnist:{mnist},normal={normal}"], classes=[0, 1, 2], seeds=[0],
+              variants={f"{loss},{opt},{'lamp' if lamp else 'plain'}": {"base_loss": loss, "optimizer": opt,
+                                                                        "lamp": lamp}
+                        for loss in ("l2", "l1", "ssim") for opt in ("sgd", "rmsprop", "adam")
+                        for lamp in (False, True)},
+              cpu=gray, paper={"channels": 1, "image_size": 32},
+              description="LAMP Table 2 grid (base loss x optimizer x LAMP) on MNIST one-class"),
+        Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
+              variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
+              description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
+    ]}
+
+
+SUITES = _suites()
+
+DETECTOR_CPU: dict[str, dict[str, Any]] = {
+    "algan_feature": {"channels": 3, "image_size": 64, "epochs": 30, "hidden": 256},
+}
+"""CPU-scale overrides a detector needs whatever the suite says (the feature backbone takes RGB)."""
+
+
+# ---------------------------------------------------------------------------------------------------- the grid
+@dataclass
+class Run:
+    suite: str
+    detector: str
+    spec: str
+    normal: Any
+    seed: int
+    variant: str
+    overrides: dict[str, Any]
+    scale: str
+    max_train: int | None
+    max_test: int | None
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps([self.suite, self.detector, self.spec, self.seed, self.variant, self.scale,
+                              _jsonable(self.overrides), self.max_train, self.max_test], sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def _paths(data_root: str | None, mnist: str | None, fashion: str | None) -> dict[str, str]:
+    return {"root": data_root or "../shared/data", "mnist": mnist or "pkg",
+            "fashion": fashion or "/usr/share/datasets/fashion-mnist"}
+
+
+def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = None, data_root: str | None = None,
+           mnist: str | None = None, fashion: str | None = None, classes: list[Any] | None = None,
+           seeds: list[int] | None = None, variants: list[str] | None = None,
+           extra: dict[str, Any] | None = None) -> list[Run]:
+    """Every run of ``suite`` at ``scale`` (``cpu`` or ``paper``), optionally restricted."""
+    from anogen._registry import available, get
+    from anogen.cli import _presets
+
+    if scale not in ("cpu", "paper"):
+        raise ValueError(f"scale must be cpu or paper, got {scale!r}")
+    names = (available() if suite.detectors == "all" else _gans() if suite.detectors == "gans"
+             else list(suite.detectors))
+    if detectors:
+        unknown = sorted(set(detectors) - set(names))
+        if unknown:
+            raise ValueError(f"suite {suite.name} has no detector(s) {unknown}; it runs {names}")
+        names = [n for n in names if n in detectors]
+    paths = _paths(data_root, mnist, fashion)
+    chosen = {k: v for k, v in suite.variants.items() if not variants or k in variants}
+    runs = []
+    for name in names:
+        fields = set(get(name).field_names())
+        base = dict(_presets(get(name)).get("cpu", {})) if scale == "cpu" else {}
+        base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items() if k in fields})
+        for template in suite.datasets:
+            for normal in classes or suite.classes:
+                spec = template.format(normal=normal, **paths)
+                for seed in seeds or suite.seeds:
+                    for vname, vover in chosen.items():
+                        if not set(vover) <= fields:
+                            continue  # e.g. a GAN trick on a detector without it
+                        own = DETECTOR_CPU.get(name, {}) if scale == "cpu" else {}
+                        ov = {**base, **own, **vover, **(extra or {}), "seed": seed, "verbose": False}
+                        runs.append(Run(suite.name, name, spec, normal, seed, vname, ov, scale,
+                                        suite.max_train if scale == "cpu" else None,
+                                        suite.max_test if scale == "cpu" else None))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------- one run
+def _cap(ds: Any, n: int | None, rng: np.random.Generator) -> Any:
+    """A random subset of at most ``n`` samples, stratified by label (both classes keep their share)."""
+    if ds is None or n is None or len(ds) <= n:
+        return ds
+    idx = []
+    for label in np.unique(ds.y):
+        members = np.flatnonzero(ds.y == label)
+        k = max(1, int(round(n * len(members) / len(ds))))
+        idx.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    return ds.subset(np.sort(np.concatenate(idx)))
+
+
+def run_one(run: Run) -> dict[str, Any]:
+    """Fit and evaluate one run; the record (metrics, times, memory, provenance). Raises on failure."""
+    import anogen
+    from anogen import metrics
+    from anogen.cli import _fit_kwargs, _has_map, _masks_like
+    from anogen.data.spec import load_spec
+
+    t0 = time.perf_counter()
+    split = load_spec(run.spec, seed=run.seed)
+    rng = np.random.default_rng(run.seed)
+    train = _cap(split.train, run.max_train, rng)
+    val, test = _cap(split.val, run.max_test, rng), _cap(split.test, run.max_test, rng)
+    det = anogen.create(run.detector, **run.overrides)
+    _reset_peak()
+    det.fit(train.x, **_fit_kwargs(val))
+    scores = det.decision_function(test.x)
+    m = metrics.summarize(test.y, scores, threshold=det.threshold_)
+    m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(min(len(test), 256))).x)
+    if test.masks is not None and _has_map(det):
+        from anogen.data.io import read_image
+
+        masks = [None if k is None else (read_image(k) if isinstance(k, (str, Path)) else np.asarray(k))
+                 for k in test.masks]
+        maps = det.anomaly_maps(test.x)
+        m["pixel_auroc"] = metrics.pixel_auroc(_masks_like(masks, maps.shape[1:]), maps)
+    return {
+        "metrics": m, "fit_seconds": det.fit_seconds_, "val_auroc": getattr(det, "val_auroc_", None),
+        "best_epoch": getattr(det, "best_epoch_", None), "history": det.history_,
+        "n_train": len(train), "n_val": 0 if val is None else len(val), "n_test": len(test),
+        "split": split.name, "config": _jsonable(det.get_params()), "memory": _peak(),
+        "test_labels": test.y.astype(int).tolist() if len(test) <= MAX_STORED_SCORES else None,
+        "test_scores": [float(f"{v:.6g}") for v in scores] if len(test) <= MAX_STORED_SCORES else None,
+        "wall_seconds": time.perf_counter() - t0, "device": str(det._device()),
+    }
+
+
+def _reset_peak() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except Exception:  # pragma: no cover - no CUDA build
+        pass
+
+
+def _peak() -> dict[str, float]:
+    """Peak resident memory of this process so far (MiB) and, on CUDA, the run's peak allocated GPU memory."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    import torch
+
+    if torch.cuda.is_available():
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- provenance
+def provenance() -> dict[str, Any]:
+    """Where a record was made: git commit (and whether the tree was dirty), library versions, machine, threads."""
+    import sklearn
+    import torch
+    import torchvision
+
+    import anogen
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).resolve().parent).stdout.strip()
+        except Exception:
+            return None
+
+    return {
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "versions": {"anogen": anogen.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "sklearn": sklearn.__version__, "python": platform.python_version()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- suite runner
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a JSONL file (a torn last line, from a killed run, is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(_jsonable(record), sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_failed: bool = True) -> dict[str, int]:
+    """Run every run not already recorded as ``ok`` in ``out``; append one record per run. Returns counts."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = Path(out)
+    done = {r["run_id"] for r in read_records(out) if r.get("status") == "ok" or not rerun_failed}
+    todo = [r for r in runs if r.key not in done]
+    prov = provenance()
+    counts = {"total": len(runs), "skipped": len(runs) - len(todo), "ok": 0, "failed": 0}
+    console = console or Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[now]}"), console=console) as prog:
+        task = prog.add_task(f"suite {runs[0].suite if runs else ''}", total=len(todo), now="")
+        for run in todo:
+            prog.update(task, now=f"{run.detector} {run.spec.split(',')[-1]} seed {run.seed} {run.variant}")
+            rec: dict[str, Any] = {
+                "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector, "data": run.spec,
+                "normal": run.normal, "seed": run.seed, "variant": run.variant, "scale": run.scale,
+                "overrides": run.overrides, "max_train": run.max_train, "max_test": run.max_test,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,
+            }
+            try:
+                rec.update(run_one(run))
+                rec["status"] = "ok"
+                counts["ok"] += 1
+                auc = rec["metrics"]["auroc"]
+                prog.console.print(f"{run.detector:>14} {run.variant:<18} {run.spec.split(':')[0]} "
+                                 f"{run.normal} s{run.seed}: AUROC {auc:.3f} ({rec['fit_seconds']:.1f} s)")
+            except Exception as e:  # one crash is a record, not the end of the suite
+                rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}",
+                            "traceback": traceback.format_exc(limit=8)})
+                counts["failed"] += 1
+                prog.console.print(f"[red]{run.detector} {run.variant} failed: {type(e).__name__}: {e}[/]")
+            _append(out, rec)
+            prog.advance(task)
+    return counts
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def iter_ok(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The successful records, the last one per run id (a rerun supersedes an earlier record)."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            last[r["run_id"]] = r
+    yield from last.values()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: anogen bench SUITE --out FILE.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------------- speed
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's measured fp32 matmul rate (GFLOP/s) with torch's current thread count: the best of
+    ``repeats`` timed (n x n) @ (n x n) products after a warm-up."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _flops(det: Any, x: Any) -> float | None:
+    """FLOPs of one ``score_batch`` call on the prepared batch ``x`` (torch's flop counter), or None."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            det.score_batch(x)
+        return float(fc.get_total_flops())
+    except Exception:
+        return None
+
+
+def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, n_train: int = 32,
+              repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Scoring ms / image at batch 1 and 64, images / s, achieved GFLOP/s, and training seconds per epoch of
+    ``n_train`` random images, for detector ``name`` at ``size`` px (paper widths unless ``overrides``)."""
+    import torch
+
+    import anogen
+
+    rng = np.random.default_rng(seed)
+    ov = {"image_size": size, "epochs": 1, "verbose": False, "seed": seed, **(overrides or {})}
+    det = anogen.create(name, **ov)
+    fields = det.field_names()
+    ch = int(ov.get("channels", det.channels))
+    train = rng.integers(0, 256, size=(n_train, size, size, ch), dtype=np.uint8)
+    det.fit(train)
+    out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_, "n_train": n_train,
+                           "params": int(sum(p.numel() for p in det.nets_.parameters()))}
+    for batch in (1, 64):
+        imgs = rng.integers(0, 256, size=(batch, size, size, ch), dtype=np.uint8)
+        x = det._prepare(imgs).to(det._device())
+        det.nets_.eval()
+        with torch.no_grad():
+            det.score_batch(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                det.score_batch(x)
+            times.append(time.perf_counter() - t0)
+        t = float(np.median(times))
+        flops = _flops(det, x)
+        out[f"b{batch}"] = {"ms_per_image": 1000 * t / batch, "images_per_second": batch / t,
+                            "gflop": None if flops is None else flops / 1e9,
+                            "gflops_per_second": None if flops is None else flops / t / 1e9}
+        out[f"b{batch}_end_to_end_ms_per_image"] = metrics_time(det, imgs)
+    out["config"] = _jsonable({k: getattr(det, k) for k in fields})
+    return out
+
+
+def metrics_time(det: Any, imgs: Any) -> float:
+    from anogen.metrics import time_scoring
+
+    return time_scoring(det, imgs, repeats=3)
+
+
+SPEED_SIZES = (32, 64, 128, 256)
+
+
+def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tuple[int, ...] = SPEED_SIZES,
+              overrides: dict[str, Any] | None = None, budget_s: float = 120.0) -> dict[str, int]:
+    """The ``speed`` suite (ALGAN paper Tables 5-6; issue 7's hardware ratio): one record per detector x size.
+
+    Every record carries this run's measured matmul rate, so achieved GFLOP/s / matmul GFLOP/s is the share of the
+    hardware limit. A detector whose measurement at one size takes longer than ``budget_s`` is not measured at the
+    larger sizes (recorded as ``status: skipped``). Image detectors only; sizes are image sides in pixels.
+    """
+    import torch
+
+    from anogen._registry import available, get
+
+    names = detectors or [n for n in available() if get(n).input_kind == "image"]
+    prov = provenance()
+    peak = matmul_gflops()
+    out = Path(out)
+    done = {r["run_id"] for r in read_records(out) if r.get("status") == "ok"}
+    counts = {"total": 0, "ok": 0, "failed": 0, "skipped": 0}
+    for name in names:
+        over_budget = False
+        for size in sizes:
+            counts["total"] += 1
+            key = hashlib.sha1(json.dumps(["speed", name, size, _jsonable(overrides or {}), torch.get_num_threads()],
+                                          sort_keys=True).encode()).hexdigest()[:16]
+            if key in done:
+                counts["skipped"] += 1
+                continue
+            rec: dict[str, Any] = {"schema": SCHEMA, "run_id": key, "suite": "speed", "detector": name,
+                                   "image_size": size, "overrides": overrides or {}, "matmul_gflops": peak,
+                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov}
+            if over_budget:
+                rec.update({"status": "skipped", "error": f"a smaller size took over {budget_s:.0f} s"})
+                counts["skipped"] += 1
+                _append(out, rec)
+                continue
+            t0 = time.perf_counter()
+            try:
+                rec.update(speed_one(name, size, overrides=overrides))
+                rec["status"] = "ok"
+                counts["ok"] += 1
+                g = rec["b64"]["gflops_per_second"]
+                print(f"{name:>14} {size:>4} px: b1 {rec['b1']['ms_per_image']:.2f} ms, b64 "
+                      f"{rec['b64']['ms_per_image']:.2f} ms/img"
+                      + (f", {g:.1f} GFLOP/s = {100 * g / peak:.0f} % of matmul" if g else ""), flush=True)
+            except Exception as e:
+                rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}"})
+                counts["failed"] += 1
+            rec["wall_seconds"] = time.perf_counter() - t0
+            over_budget = rec["wall_seconds"] > budget_s
+            _append(out, rec)
+    return counts

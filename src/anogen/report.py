@@ -1,0 +1,250 @@
+"""Reports from benchmark records: tables (HTML and Markdown) and figures; nothing here trains or scores.
+
+``anogen report RECORDS... -o DIR`` writes ``DIR/index.html`` (one section per suite: a table of mean +- std AUROC
+over seeds with the paper's number beside ours where the paper has one, then the figures), ``DIR/results.md`` (the
+same tables in Markdown, for the README and ``docs/methods``) and ``DIR/fig/*.png``. Every number comes from a
+record; the papers' numbers come from :data:`PAPER` with the table they are quoted from and its settings, so a
+reader sees when the settings differ (size, epochs, data).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from anogen.bench import SUITES, iter_ok, read_records
+
+PAPER: dict[tuple[str, str], tuple[float, str]] = {
+    ("mtd", "algan"): (0.956, "ALGAN paper Table 3: 256 px, 512 epochs, mean of 10 runs"),
+    ("mtd", "algan_feature"): (0.824, "ALGAN paper Table 3: WideResNet-101 features, 192 epochs"),
+    ("mtd", "ganomaly"): (0.683, "ALGAN paper Table 3"),
+    ("mtd", "skip_ganomaly"): (0.504, "ALGAN paper Table 3"),
+    ("coil", "algan"): (0.999, "ALGAN paper Table 4: full COIL-100, 10 runs"),
+    ("coil", "algan_feature"): (1.000, "ALGAN paper Table 4: full COIL-100, 10 runs"),
+    ("mnist", "ae"): (0.926, "LAMP paper Table 1: L2, batch 16, mean of the ten one-class tasks"),
+}
+"""(suite, detector) -> (the paper's AUROC, where it comes from and under which settings)."""
+
+PAPER_VARIANTS: dict[tuple[str, str, str], tuple[float, str]] = {
+    ("algan-ablation", "algan", "none"): (0.643, "ALGAN Table 7 (MVTec AD mean, not MTD)"),
+    ("algan-ablation", "algan", "both"): (0.878, "ALGAN Table 7 (MVTec AD mean, not MTD)"),
+}
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
+
+
+def _mean_std(v: list[float]) -> tuple[float, float, int]:
+    a = np.asarray(v, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0, len(a)
+
+
+def _settings(r: dict[str, Any]) -> str:
+    c = r.get("config", {})
+    bits = [f"{c.get('image_size')} px" if "image_size" in c else "", f"{c.get('epochs')} ep" if "epochs" in c else ""]
+    if r.get("max_train"):
+        bits.append(f"<= {r['max_train']} train")
+    return ", ".join(b for b in bits if b)
+
+
+def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[list[str], list[list[str]]]:
+    """Header and rows for one suite: one row per (detector, variant); columns = normal classes (or variants)."""
+    suite = records[0]["suite"]
+    classes = sorted({str(r.get("normal")) for r in records}, key=lambda c: (len(c), c))
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    by_variant_cols = len(classes) == 1 and len(variants) > 1
+    cols = variants if by_variant_cols else classes
+    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    extra: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        row = (r["detector"], "" if by_variant_cols else r["variant"])
+        col = r["variant"] if by_variant_cols else str(r.get("normal"))
+        cells[row][col].append(r["metrics"][metric])
+        extra[row]["fit"].append(r["fit_seconds"])
+        extra[row]["ms"].append(r["metrics"].get("score_ms_per_image", np.nan))
+        extra[row]["settings"] = [_settings(r)]  # type: ignore[list-item]
+    show_cols = [c for c in cols if c != "None"]
+    head = ["detector"] + ([] if by_variant_cols or len(variants) == 1 else ["variant"])
+    head += [f"normal {c}" if not by_variant_cols and c != "None" else c for c in show_cols]
+    if len(show_cols) > 1 and not by_variant_cols:
+        head.append("mean")
+    if not show_cols:
+        head.append(metric.upper())
+    head += ["paper", "fit s", "ms / image", "settings"]
+    rows = []
+    for (det, var) in sorted(cells):
+        row = [det] + ([] if by_variant_cols or len(variants) == 1 else [var])
+        means = []
+        for c in (show_cols or ["None"]):
+            v = cells[(det, var)].get(c, [])
+            if v:
+                m, s, n = _mean_std(v)
+                means.append(m)
+                row.append(_fmt(m, s, n))
+            else:
+                row.append("")
+        if len(show_cols) > 1 and not by_variant_cols:
+            row.append(f"{np.mean(means):.3f}" if means else "")
+        paper = PAPER_VARIANTS.get((suite, det, var)) or PAPER.get((suite, det))
+        row.append(f"{paper[0]:.3f}" if paper and metric == "auroc" else "")
+        row.append(f"{np.nanmean(extra[(det, var)]['fit']):.1f}")
+        row.append(f"{np.nanmean(extra[(det, var)]['ms']):.3f}")
+        row.append(str(extra[(det, var)]["settings"][0]))
+        rows.append(row)
+    return head, rows
+
+
+def markdown(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    best_cols = [i for i, h in enumerate(head) if h not in ("detector", "variant", "paper", "fit s", "ms / image",
+                                                             "settings")]
+    best = {}
+    for i in best_cols:
+        vals = [float(r[i].split(" ")[0]) for r in rows if r[i]]
+        best[i] = max(vals) if vals else None
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = []
+    for r in rows:
+        tds = []
+        for i, v in enumerate(r):
+            cls = ""
+            if i in best and v and best[i] is not None and float(v.split(" ")[0]) == best[i]:
+                cls = ' class="best"'
+            elif i in best and v and float(v.split(" ")[0]) < 0.5:
+                cls = ' class="bad"'
+            tds.append(f"<td{cls}>{html.escape(v)}</td>")
+        trs.append("<tr>" + "".join(tds) + "</tr>")
+    return f'<table><thead><tr>{th}</tr></thead><tbody>{"".join(trs)}</tbody></table>'
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")
+
+
+def suite_figures(records: list[dict[str, Any]], fig_dir: Path) -> list[tuple[str, Path]]:
+    """The figures of one suite, as (caption, path)."""
+    from anogen import plots
+
+    suite = records[0]["suite"]
+    out: list[tuple[str, Path]] = []
+    first_normal = sorted({str(r.get("normal")) for r in records})[0]
+    first_seed = min(r["seed"] for r in records)
+    chosen = [r for r in records if str(r.get("normal")) == first_normal and r["seed"] == first_seed
+              and r.get("test_scores")]
+    label = (lambda r: r["detector"] if len({x["variant"] for x in records}) == 1
+             else f"{r['detector']} {r['variant']}")
+    if chosen:
+        p = fig_dir / f"{_slug(suite)}-roc.png"
+        curves = {label(r): (r["test_labels"], r["test_scores"]) for r in chosen[:16]}
+        plots.roc_curves(curves, p, title=f"{suite}: ROC (normal {first_normal}, seed {first_seed})")
+        out.append((f"ROC curves on the test split (normal class {first_normal}, seed {first_seed}).", p))
+        best = max(chosen, key=lambda r: r["metrics"]["auroc"])
+        worst = min(chosen, key=lambda r: r["metrics"]["auroc"])
+        for tag, r in (("best", best), ("worst", worst)):
+            p = fig_dir / f"{_slug(suite)}-hist-{tag}.png"
+            plots.score_histogram(r["test_labels"], r["test_scores"], r["metrics"].get("threshold"), p,
+                                  title=f"{label(r)}: test scores ({tag} AUROC {r['metrics']['auroc']:.3f})")
+            out.append((f"Score histogram of the {tag} detector, normal vs anomalous, with the threshold "
+                        "calibrated on normal validation scores (ALGAN Fig. 5 style).", p))
+            if tag == "best" and best is worst:
+                break
+    pts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in records:
+        pts[label(r)].append((r["metrics"].get("score_ms_per_image", np.nan), r["metrics"]["auroc"]))
+    points = {k: (float(np.nanmean([a for a, _ in v])), float(np.mean([b for _, b in v]))) for k, v in pts.items()}
+    points = {k: v for k, v in points.items() if np.isfinite(v[0]) and v[0] > 0}
+    if len(points) > 1:
+        p = fig_dir / f"{_slug(suite)}-auroc-time.png"
+        plots.auroc_vs_time(points, p, title=f"{suite}: mean AUROC vs scoring time (this machine)")
+        out.append(("Mean AUROC against scoring time per image on the machine of the records (ALGAN Fig. 6 style).",
+                    p))
+    hist = {label(r): r["history"] for r in chosen if any("val_auroc" in h for h in r.get("history") or [])}
+    if hist:
+        p = fig_dir / f"{_slug(suite)}-validation.png"
+        plots.validation_curves(dict(list(hist.items())[:12]), p, title=f"{suite}: validation AUROC per epoch")
+        out.append(("Validation AUROC per epoch (ALGAN Fig. 7 style); the best validated state is the one kept.", p))
+    return out
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:0.2em} h2{border-bottom:2px solid #0072B2;padding-bottom:0.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:0.88em} th,td{padding:4px 9px;border-bottom:1px solid #ddd;
+text-align:right} th{background:#f3f6fa;position:sticky;top:0} td:first-child,th:first-child{text-align:left;
+font-weight:600} td.best{background:#d9f2e6;font-weight:700} td.bad{color:#D55E00}
+.figs{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;flex:1 1 420px;max-width:560px}
+figure img{width:100%;border:1px solid #eee} figcaption{font-size:0.82em;color:#555}
+.meta{color:#666;font-size:0.85em} .note{background:#fff8e6;border-left:4px solid #E69F00;padding:0.5em 1em}
+"""
+
+
+def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
+    """Write ``index.html``, ``results.md`` and the figures for every suite in the records; returns the page."""
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "fig"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for f in record_files:
+        recs = read_records(f)
+        if not recs and not Path(f).exists():
+            raise FileNotFoundError(f"records file not found: {f}")
+        records.extend(iter_ok(recs))
+        failed.extend(r for r in recs if r.get("status") == "failed")
+    if not records:
+        raise ValueError("no successful records to report")
+    by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_suite[r["suite"]].append(r)
+    md = ["# anogen benchmark results", "", "Generated by `anogen report` from benchmark records; do not edit by hand.",
+          ""]
+    body = ['<h1>anogen benchmark results</h1>',
+            f'<p class="meta">{len(records)} runs from {len(by_suite)} suites; generated from records by '
+            '<code>anogen report</code>. Green: best in its column; orange: below chance.</p>']
+    for suite, recs in sorted(by_suite.items()):
+        desc = SUITES[suite].description if suite in SUITES else ""
+        commits = sorted({(r.get("git_commit") or "?")[:8] for r in recs})
+        machines = sorted({f"{r['machine'].get('processor')} x{r['machine'].get('cpu_count')}"
+                           + (f" + {r['machine']['gpu']}" if r["machine"].get("gpu") else "") for r in recs})
+        scales = sorted({r["scale"] for r in recs})
+        seeds = sorted({r["seed"] for r in recs})
+        meta = (f"scale {', '.join(scales)}; seeds {seeds}; commit {', '.join(commits)}; machine "
+                f"{'; '.join(machines)}; data {recs[0]['data']}")
+        head, rows = suite_table(recs)
+        notes = sorted({f"{v[0]:.3f}: {v[1]}" for (s, d), v in PAPER.items() if s == suite
+                        and any(r["detector"] == d for r in recs)}
+                       | {f"{v[0]:.3f}: {v[1]}" for (s, d, _), v in PAPER_VARIANTS.items() if s == suite})
+        md += [f"## {suite}", "", desc, "", f"_{meta}_", "", markdown(head, rows), ""]
+        if notes:
+            md += ["Paper numbers: " + "; ".join(notes) + ". Our runs use the settings column.", ""]
+        body.append(f'<h2 id="{_slug(suite)}">{html.escape(suite)}</h2><p>{html.escape(desc)}</p>'
+                    f'<p class="meta">{html.escape(meta)}</p>' + _html_table(head, rows))
+        if notes:
+            body.append('<p class="note">Paper numbers: ' + html.escape("; ".join(notes))
+                        + ". Our runs use the settings in the last column.</p>")
+        figs = suite_figures(recs, fig_dir)
+        if figs:
+            body.append('<div class="figs">' + "".join(
+                f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
+                f'</figure>' for c, p in figs) + "</div>")
+    if failed:
+        body.append(f"<h2>Failed runs ({len(failed)})</h2><ul>" + "".join(
+            f"<li>{html.escape(r['suite'])} / {html.escape(r['detector'])} / {html.escape(str(r.get('variant')))}: "
+            f"{html.escape(str(r.get('error'))[:300])}</li>" for r in failed) + "</ul>")
+    page = out_dir / "index.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>anogen results</title>"
+                    f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    (out_dir / "results.md").write_text("\n".join(md) + "\n")
+    return page

@@ -1,0 +1,87 @@
+"""Benchmark records and reports: schema, resumability, failures recorded without stopping, tables from records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from anogen import bench, report
+from anogen.bench import Suite, expand, read_records, run_suite
+from anogen.cli import main
+
+SUITE = Suite("t", ["algan"], ["digits:normal={normal}"], classes=[0, 1], seeds=[0],
+              variants={"default": {}, "broken": {"sigma": -1.0}}, cpu={"channels": 1}, max_train=60,
+              max_test=200)
+
+
+def test_expand_grid_and_keys():
+    runs = expand(SUITE, "cpu", extra={"epochs": 2})
+    assert len(runs) == 4  # 1 detector x 2 classes x 1 seed x 2 variants
+    assert len({r.key for r in runs}) == 4
+    r = runs[0]
+    assert r.overrides["image_size"] == 16 and r.overrides["channels"] == 1 and r.overrides["epochs"] == 2
+    assert expand(SUITE, "paper")[0].overrides.get("image_size") is None  # paper: defaults, no CPU preset
+    with pytest.raises(ValueError, match="no detector"):
+        expand(SUITE, "cpu", detectors=["nope"])
+    with pytest.raises(ValueError, match="scale"):
+        expand(SUITE, "gpu")
+
+
+def test_run_suite_records_resumes_and_survives_failures(tmp_path):
+    out = tmp_path / "r.jsonl"
+    runs = expand(SUITE, "cpu", extra={"epochs": 2})
+    counts = run_suite(runs, out)
+    assert counts == {"total": 4, "skipped": 0, "ok": 2, "failed": 2}
+    recs = read_records(out)
+    assert len(recs) == 4
+    ok = [r for r in recs if r["status"] == "ok"]
+    bad = [r for r in recs if r["status"] == "failed"]
+    assert {r["variant"] for r in bad} == {"broken"} and "sigma" in bad[0]["error"]
+    for r in ok:
+        for key in ("run_id", "suite", "detector", "config", "data", "split", "seed", "metrics", "fit_seconds",
+                    "git_commit", "versions", "machine", "device", "memory", "n_train", "test_scores"):
+            assert key in r, key
+        m = r["metrics"]
+        for key in ("auroc", "aupr", "best_f1", "best_f1_precision", "best_f1_recall", "score_ms_per_image"):
+            assert 0 <= m[key] and (key == "score_ms_per_image" or m[key] <= 1)
+        assert r["n_train"] <= 60 and r["n_test"] <= 200 and len(r["test_scores"]) == r["n_test"]
+        assert r["config"]["epochs"] == 2
+    # a second run skips what is recorded as ok and retries the failures only
+    again = run_suite(runs, out)
+    assert again["skipped"] == 2 and again["failed"] == 2 and again["ok"] == 0
+    # a torn last line (a killed run) is skipped when reading
+    with open(out, "a") as f:
+        f.write('{"run_id": "x", "sta')
+    assert len(read_records(out)) == 6
+
+
+def test_report_tables_and_page(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_suite(expand(SUITE, "cpu", extra={"epochs": 2}, variants=["default"]), out)
+    recs = list(bench.iter_ok(read_records(out)))
+    head, rows = report.suite_table(recs)
+    assert head[:3] == ["detector", "normal 0", "normal 1"] and "mean" in head and len(rows) == 1
+    aucs = {str(r["normal"]): r["metrics"]["auroc"] for r in recs}
+    assert rows[0][1] == f"{aucs['0']:.3f}" and rows[0][2] == f"{aucs['1']:.3f}"
+    page = report.build([out], tmp_path / "rep")
+    text = page.read_text()
+    assert "<table>" in text and "algan" in text and "fig/t-roc.png" in text
+    assert (tmp_path / "rep" / "fig" / "t-roc.png").stat().st_size > 1000
+    assert "| algan |" in (tmp_path / "rep" / "results.md").read_text()
+
+
+def test_cli_bench_dry_run_and_errors(tmp_path, capsys):
+    assert main(["bench", "digits", "--out", str(tmp_path / "x.jsonl"), "--detectors", "algan", "--classes", "3",
+                 "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "digits:normal=3" in lines[0]
+    assert main(["bench", "nosuch", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert main(["report", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "rep")]) == 2
+
+
+def test_every_suite_expands():
+    for name, suite in bench.SUITES.items():
+        runs = expand(suite, "cpu")
+        assert runs, name
+        json.dumps([r.overrides for r in runs])  # records must be JSON
