@@ -15,7 +15,7 @@ def _tiny(name: str, size: int, channels: int) -> dict:
     """Smallest sensible overrides for a contract run, chosen from the fields a detector has."""
     fields = anogen.create(name).field_names()
     kw = dict(epochs=1, batch_size=8, image_size=size, channels=channels, verbose=False, seed=3)
-    for k, v in dict(width=8, max_width=16, latent_dim=8, hidden=16, n_dis=1).items():
+    for k, v in dict(width=8, max_width=16, latent_dim=8, hidden=16, n_dis=1, search_steps=2, encoder_epochs=0, n_channels=8).items():
         if k in fields:
             kw[k] = v
     if "backbone" in fields:

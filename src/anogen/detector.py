@@ -3,6 +3,16 @@
 A method subclasses :class:`Detector` as a keyword-only dataclass and supplies ``build``, ``train_step`` and
 ``score_batch`` (and ``anomaly_map`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
 loop, keeping the best validation state, threshold calibration, saving -- lives here, once.
+
+Patch mode (``patch_size > 0``, any image detector; Matsubara et al. IV-B, ``papers/004_41020bdc449fbf6e.txt``): the
+model is built for (C, patch_size, patch_size) inputs; every training step takes one random patch_size crop of each
+image of its batch (offsets from the loop's seeded generator; augmentation then applies to the crops); scoring slides
+a window with ``patch_stride`` over each preprocessed image (the last window touching the right / bottom border is
+always included) and an image's score is its highest patch score ("anomalous if at least one patch is"). Validation,
+threshold calibration and ``decision_scores_`` use these image scores. ``anomaly_maps`` assembles per-pixel patch
+maps (mean where windows overlap), or, for methods without one, gives each pixel the mean score of the windows that
+cover it. ``setup_data`` (and ``fit_once``) get one random crop per training image (generator seeded with ``seed``).
+An ``embed`` map applies to each crop, after augmentation.
 """
 
 from __future__ import annotations
@@ -73,6 +83,10 @@ class Detector:
     """pixel scaling: tanh ([-1, 1]), unit ([0, 1]) or imagenet (mean / std)"""
     augment: tuple[str, ...] = ()
     """training augmentations, any of hflip, vflip, rotate, rot90"""
+    patch_size: int = 0
+    """side of square patches: random crops for training, a sliding window for scoring (0: whole images)"""
+    patch_stride: int = 16
+    """stride of the scoring window in patch mode (the last window touching each border is always added)"""
     val_every: int = 8
     """validate every this many epochs when labelled validation data is given (the best state is kept)"""
     contamination: float = 0.01
@@ -156,7 +170,8 @@ class Detector:
         return "image"
 
     def _prepare(self, data: Any) -> Tensor:
-        """Any accepted input -> the CPU tensor the model consumes (after ``embed``)."""
+        """Any accepted input -> the CPU tensor the model consumes (after ``embed``); whole preprocessed images in
+        patch mode (crops are taken, and embedded, later)."""
         fitted = hasattr(self, "input_shape_")
         kind = self._kind_of(data)
         if kind == "vector":
@@ -167,7 +182,9 @@ class Detector:
                     f"got a 2-D array {tuple(data.shape)}: this {self.name} model expects images (N, H, W[, C])"
                 )
             x = self.preprocess(data)
-        if kind == "image" and type(self).embed is not Detector.embed:
+        if kind == "image" and self.patch_size > 0:
+            return self._check_patchable(x)
+        if kind == "image" and self._has_embed():
             x = self._batched(x, self.embed)  # e.g. images -> pretrained features
         if fitted and tuple(x.shape[1:]) != self.input_shape_:
             raise InputError(f"expected inputs of shape {self.input_shape_}, got {tuple(x.shape[1:])}")
@@ -204,8 +221,13 @@ class Detector:
         if y is not None and np.asarray(y).astype(int).any():
             raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
         self.input_kind_ = self._kind_of(x)
+        self._check_patch_fields(self.input_kind_)
         xt = self._prepare(x)
-        self.input_shape_ = tuple(int(s) for s in xt.shape[1:])
+        x_fit = xt  # what setup_data / fit_once see: the training set, or one random crop per image in patch mode
+        if self.patch_size > 0:
+            self.image_shape_ = tuple(int(s) for s in xt.shape[1:])
+            x_fit = self._embed_crops(random_crops(xt, self.patch_size, torch.Generator().manual_seed(self.seed)))
+        self.input_shape_ = tuple(int(s) for s in x_fit.shape[1:])
         vx = self._prepare(val_x) if val_x is not None else None
         vy = None if val_y is None else np.asarray(val_y).astype(int).ravel()
         if vy is not None and (vx is None or len(vy) != len(vx)):
@@ -216,13 +238,13 @@ class Detector:
         if not hasattr(self, "nets_"):
             self.nets_ = nn.ModuleDict()
         self.nets_.to(dev)
-        self.setup_data(xt)
+        self.setup_data(x_fit)
         self.history_: list[dict[str, float]] = []
         t0 = time.perf_counter()
         if self.iterative:
             self._train_loop(xt, vx, vy)
         else:
-            self.fit_once(xt.to(dev))
+            self.fit_once(x_fit.to(dev))
         self.fit_seconds_ = time.perf_counter() - t0
         self.nets_.eval()
         self.decision_scores_ = self._score_prepared(xt)
@@ -257,8 +279,12 @@ class Detector:
                 sums: dict[str, float] = {}
                 for i in range(steps):
                     xb = xt[perm[i * bs : (i + 1) * bs]]
+                    if self.patch_size > 0:
+                        xb = random_crops(xb, self.patch_size, gen)  # (B, C, p, p): one random crop per image
                     if self.augment:
                         xb = augment(xb, self.augment, gen)
+                    if self.patch_size > 0:
+                        xb = self._embed_crops(xb)
                     losses = self.train_step(xb.to(dev))
                     for k, v in losses.items():
                         v = float(v)
@@ -290,17 +316,26 @@ class Detector:
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"this {self.name} detector is not fitted yet: call fit(x) or anogen.load(path) first")
 
+    def _score_chunk(self, x: Tensor) -> Tensor:
+        """``score_batch`` on one batch already on the device -> (B,) float64 on the CPU, checked for its length."""
+        s = self.score_batch(x).detach().double().cpu().reshape(-1)
+        if len(s) != len(x):
+            raise RuntimeError(f"{self.name}.score_batch returned {len(s)} scores for {len(x)} inputs")
+        return s
+
     def _score_prepared(self, x: Tensor) -> np.ndarray:
         self.nets_.eval()
         dev = self._device()
         out = []
         with torch.no_grad():
-            for i in range(0, len(x), self.eval_batch_size):
-                s = self.score_batch(x[i : i + self.eval_batch_size].to(dev))
-                out.append(s.detach().double().cpu().reshape(-1))
+            if self.patch_size > 0:  # image score = the highest score of its windows (IV-B)
+                out = [s.amax(1) for _, s in self._over_windows(x, self._score_chunk)]  # (k,) per image chunk
+            else:
+                for i in range(0, len(x), self.eval_batch_size):
+                    out.append(self._score_chunk(x[i : i + self.eval_batch_size].to(dev)))
         scores = torch.cat(out).numpy()
         if len(scores) != len(x):
-            raise RuntimeError(f"{self.name}.score_batch returned {len(scores)} scores for {len(x)} inputs")
+            raise RuntimeError(f"{self.name} returned {len(scores)} scores for {len(x)} inputs")
         if not np.isfinite(scores).all():
             raise RuntimeError(f"{self.name} produced non-finite scores: the model has diverged")
         return scores
@@ -315,11 +350,90 @@ class Detector:
         return (self.decision_function(x) > self.threshold_).astype(np.int64)
 
     def anomaly_maps(self, x: Any) -> np.ndarray:
-        """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them."""
+        """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them.
+
+        In patch mode every method has them: per-pixel patch maps averaged where windows overlap, or, for a method
+        without ``anomaly_map``, the mean score of the windows covering each pixel."""
         self._check_fitted()
         xt = self._prepare(x)
         self.nets_.eval()
+        if self.patch_size > 0:
+            return self._patch_maps(xt)
         return self._batched(xt, self.anomaly_map).numpy()
+
+    def has_anomaly_maps(self) -> bool:
+        """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``anomaly_map``, or patch mode is on."""
+        return type(self).anomaly_map is not Detector.anomaly_map or self.patch_size > 0
+
+    # ------------------------------------------------------------------ patch mode
+    def _has_embed(self) -> bool:
+        return type(self).embed is not Detector.embed
+
+    def _check_patch_fields(self, kind: str) -> None:
+        p, stride = self.patch_size, self.patch_stride
+        if p < 0:
+            raise ValueError(f"patch_size must be >= 0 (0: whole images), got {p}")
+        if p == 0:
+            return
+        if kind != "image":
+            raise InputError(f"patch_size={p} applies to images; this {self.name} model was given feature vectors")
+        if not 1 <= stride <= p:
+            raise ValueError(f"patch_stride must be in 1..patch_size ({p}) so that windows cover every pixel, "
+                             f"got {stride}")
+        if p > self.image_size:
+            raise InputError(f"images of {self.image_size}x{self.image_size} pixels (image_size) are smaller than "
+                             f"a patch of {p}x{p} (patch_size)")
+
+    def _check_patchable(self, x: Tensor) -> Tensor:
+        """Whole preprocessed images (N, C, H, W) in patch mode: at least a patch large, and as at fit."""
+        p = self.patch_size
+        if x.shape[-2] < p or x.shape[-1] < p:
+            raise InputError(f"images of {x.shape[-2]}x{x.shape[-1]} pixels are smaller than a patch of {p}x{p} "
+                             f"(patch_size)")
+        if hasattr(self, "image_shape_") and tuple(x.shape[1:]) != self.image_shape_:
+            raise InputError(f"expected images of shape {self.image_shape_}, got {tuple(x.shape[1:])}")
+        return x
+
+    def _embed_crops(self, x: Tensor) -> Tensor:
+        return self._batched(x, self.embed) if self._has_embed() else x
+
+    def _over_windows(self, x: Tensor, fn: Any) -> Any:
+        """Yield (first image index, ``fn`` of every window of a chunk of images, as (k, n_windows, ...)) over ``x``.
+
+        Windows are cut by indexing (no per-pixel Python loops), embedded, and given to ``fn`` in batches of at most
+        ``eval_batch_size``; ``fn``'s outputs are moved to the CPU. Call under ``torch.no_grad``.
+        """
+        tops, lefts = (torch.tensor(window_starts(n, self.patch_size, self.patch_stride)) for n in x.shape[-2:])
+        n_win = len(tops) * len(lefts)
+        per = max(1, self.eval_batch_size // n_win)  # images per chunk
+        dev = self._device()
+        for i in range(0, len(x), per):
+            patches = sliding_windows(x[i : i + per], tops, lefts, self.patch_size)  # (k * n_win, C, p, p)
+            outs = []
+            for j in range(0, len(patches), self.eval_batch_size):
+                pb = patches[j : j + self.eval_batch_size].to(dev)
+                outs.append(fn(self.embed(pb) if self._has_embed() else pb).detach().cpu())
+            out = torch.cat(outs)
+            yield i, out.reshape(-1, n_win, *out.shape[1:])
+
+    def _patch_maps(self, x: Tensor) -> np.ndarray:
+        """(N, C, H, W) whole images -> (N, H, W) maps assembled over the sliding windows (mean over overlaps)."""
+        p, (h, w) = self.patch_size, x.shape[-2:]
+        tops, lefts = (torch.tensor(window_starts(n, p, self.patch_stride)) for n in (h, w))
+        ar = torch.arange(p)
+        rows, cols = tops[:, None] + ar, lefts[:, None] + ar  # (ny, p), (nx, p)
+        pix = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(-1)  # (ny * nx * p * p,) flat pixel ids
+        count = torch.zeros(h * w, dtype=torch.float64).index_add_(0, pix, torch.ones(len(pix), dtype=torch.float64))
+        per_pixel = type(self).anomaly_map is not Detector.anomaly_map
+        fn = self.anomaly_map if per_pixel else self._score_chunk
+        maps = []
+        with torch.no_grad():
+            for _, out in self._over_windows(x, fn):  # (k, n_win, p, p) maps or (k, n_win) scores
+                k = out.shape[0]
+                vals = out.double().reshape(k, -1, 1).expand(-1, -1, p * p) if not per_pixel else out.double()
+                acc = torch.zeros(k, h * w, dtype=torch.float64).index_add_(1, pix, vals.reshape(k, -1))
+                maps.append((acc / count).float().reshape(k, h, w))
+        return torch.cat(maps).numpy()
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
@@ -341,6 +455,7 @@ class Detector:
             "preprocess": self.preprocess.to_dict(),
             "input_kind": self.input_kind_,
             "input_shape": list(self.input_shape_),
+            "image_shape": list(self.image_shape_) if self.patch_size > 0 else None,
             "threshold": self.threshold_,
             "train_stats": self.train_stats_,
             "history": self.history_,
@@ -398,6 +513,8 @@ def load(path: str | Path, device: str | None = None) -> Detector:
     det = cls(**{k: v for k, v in config.items() if k in fields})
     det.input_kind_ = meta["input_kind"]
     det.input_shape_ = tuple(meta["input_shape"])
+    if meta.get("image_shape") is not None:
+        det.image_shape_ = tuple(meta["image_shape"])  # patch mode: the whole images the windows slide over
     det.build(det.input_shape_)
     if not hasattr(det, "nets_"):
         det.nets_ = nn.ModuleDict()
@@ -414,6 +531,39 @@ def load(path: str | Path, device: str | None = None) -> Detector:
             setattr(det, key + "_", meta[key])
     det.metadata_ = meta
     return det
+
+
+def window_starts(size: int, patch: int, stride: int) -> list[int]:
+    """Offsets of the sliding windows along one side: 0, stride, 2 stride, ..., plus ``size - patch`` (the last
+    window touching the border) when the stride does not land on it."""
+    if size < patch:
+        raise InputError(f"a side of {size} pixels is smaller than a patch of {patch}")
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+def sliding_windows(x: Tensor, tops: Tensor, lefts: Tensor, patch: int) -> Tensor:
+    """(B, C, H, W) -> (B * len(tops) * len(lefts), C, patch, patch): the windows at every (top, left) offset pair,
+    image-major, then row-major (top, then left)."""
+    b, c = x.shape[:2]
+    ar = torch.arange(patch)
+    rows, cols = (tops[:, None] + ar).reshape(-1), (lefts[:, None] + ar).reshape(-1)
+    w = x[:, :, rows][:, :, :, cols]  # (B, C, ny * p, nx * p)
+    w = w.reshape(b, c, len(tops), patch, len(lefts), patch).permute(0, 2, 4, 1, 3, 5)  # (B, ny, nx, C, p, p)
+    return w.reshape(-1, c, patch, patch)
+
+
+def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
+    """(B, C, H, W) -> (B, C, patch, patch): one crop per image at a uniform random offset drawn from ``generator``."""
+    b, c, h, w = x.shape
+    top = torch.randint(0, h - patch + 1, (b,), generator=generator)
+    left = torch.randint(0, w - patch + 1, (b,), generator=generator)
+    ar = torch.arange(patch)
+    rows = (top[:, None] + ar)[:, None, :, None]  # (B, 1, p, 1)
+    cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
+    return x[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

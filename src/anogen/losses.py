@@ -195,3 +195,106 @@ class GANTricks:
 def is_gan(cls: type) -> bool:
     """True for detector classes trained adversarially (they inherit :class:`GANTricks`)."""
     return isinstance(cls, type) and issubclass(cls, GANTricks)
+
+
+# ---- reconstruction losses (LAMP, SSIM)
+# LAMP: Park et al., "Neural network training strategy to enhance anomaly detection performance: a perspective on
+# reconstruction loss amplification", ICASSP 2024 (papers/001_062f5a639b3079e6.txt), eqs. (1)-(2). SSIM from the
+# pytorch_msssim library (its Gaussian window and filter; only the per-pixel map is assembled here).
+LAMP_REDUCTIONS = ("mean", "sum", "none")
+
+
+def lamp_loss(base_elementwise: Tensor, eps: float = 1e-2, detach_max: bool = True,
+              reduction: str = "mean") -> Tensor:
+    """Loss amplification (LAMP) of an element-wise base loss (B, ...) >= 0, eqs. (1)-(2).
+
+    eq. (2): L' = L / max(L) * (1 - eps), the max taken over the whole batch (every sample, channel and pixel), so
+    0 <= L' <= 1 - eps < 1; eq. (1): -log(1 - L') per element, summed over h, w, c per sample.
+
+    Args:
+        base_elementwise: the base loss per element, e.g. (x - x_rec)^2, |x - x_rec| or 1 - SSIM map; (B, C, H, W).
+        eps: eq. (2)'s epsilon in (0, 1); keeps the largest element's log finite (-log(eps) there). The paper gives
+            no value; with a detached max the largest element's gradient is 1 / eps times that of a small error,
+            so a tiny eps lets one pixel drive every update (1e-2 here; see detectors/ae.py for measurements).
+        detach_max: treat max(L) as a constant in backprop (default). Not detaching makes the element holding the
+            max constant (L' = 1 - eps, no gradient) and gives every other element a gradient through the max that
+            pushes the max error *up* (d L' / d max < 0), which is not what eq. (1) asks for.
+        reduction: ``none`` -> (B,) eq. (1) per sample (sum over h, w, c); ``sum`` -> their sum over the batch;
+            ``mean`` -> the mean over every element (eq. (1) / (H W C), averaged over the batch): the same reduction
+            as a mean base loss, so LAMP changes the shape of the loss and not the learning-rate scale.
+    """
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"LAMP's eps must be in (0, 1), got {eps}")
+    if reduction not in LAMP_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(LAMP_REDUCTIONS)}; got {reduction!r}")
+    if base_elementwise.dim() < 2:
+        raise ValueError(f"expected an element-wise loss (B, ...), got shape {tuple(base_elementwise.shape)}")
+    m = base_elementwise.max()  # over the batch, eq. (2)
+    if detach_max:
+        m = m.detach()
+    scaled = base_elementwise / m.clamp_min(torch.finfo(base_elementwise.dtype).tiny) * (1.0 - eps)  # eq. (2)
+    amplified = -torch.log1p(-scaled)  # -log(1 - L'), eq. (1)
+    if reduction == "mean":
+        return amplified.mean()
+    per_sample = amplified.flatten(1).sum(1)  # (B,) sum over h, w, c
+    return per_sample if reduction == "none" else per_sample.sum()
+
+
+def ssim_map(x: Tensor, y: Tensor, data_range: float, win_size: int = 11, win_sigma: float = 1.5,
+             k: tuple[float, float] = (0.01, 0.03), padding: str = "reflect") -> Tensor:
+    """Per-pixel SSIM map (B, C, H', W') of two image batches (B, C, H, W), from pytorch_msssim's Gaussian window.
+
+    pytorch_msssim's ``ssim`` returns only means; this assembles the map from its window (``_fspecial_gauss_1d``)
+    and separable filter (``gaussian_filter``) with the same formula and constants (K1, K2 = 0.01, 0.03, an 11-tap
+    Gaussian of sigma 1.5). ``padding="reflect"`` reflect-pads both images by win_size // 2 so that the map has one
+    value per input pixel (H' = H); ``"valid"`` is the library's own granularity (H' = H - win_size + 1), whose
+    per-channel mean is exactly ``pytorch_msssim.ssim(..., size_average=False)``.
+    """
+    from pytorch_msssim.ssim import _fspecial_gauss_1d, gaussian_filter
+
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ssim_map needs two (B, C, H, W) batches of one shape; got {tuple(x.shape)}, "
+                         f"{tuple(y.shape)}")
+    if win_size % 2 != 1:
+        raise ValueError(f"the SSIM window size must be odd, got {win_size}")
+    side = min(x.shape[-2:])
+    if padding == "reflect":
+        if side <= win_size // 2:
+            raise ValueError(f"an SSIM window of {win_size} needs images of at least {win_size // 2 + 1} px, "
+                             f"got {side}")
+        pad = [win_size // 2] * 4
+        x, y = F.pad(x, pad, mode="reflect"), F.pad(y, pad, mode="reflect")
+    elif padding == "valid":
+        if side < win_size:
+            raise ValueError(f"an SSIM window of {win_size} needs images of at least {win_size} px, got {side}")
+    else:
+        raise ValueError(f"padding must be reflect or valid, got {padding!r}")
+    c = x.shape[1]
+    win = _fspecial_gauss_1d(win_size, win_sigma).repeat(c, 1, 1, 1).to(x.device, x.dtype)  # (C, 1, 1, win)
+    c1, c2 = (k[0] * data_range) ** 2, (k[1] * data_range) ** 2
+    mu_x, mu_y = gaussian_filter(x, win), gaussian_filter(y, win)
+    var_x = gaussian_filter(x * x, win) - mu_x.pow(2)
+    var_y = gaussian_filter(y * y, win) - mu_y.pow(2)
+    cov = gaussian_filter(x * y, win) - mu_x * mu_y
+    return (2 * mu_x * mu_y + c1) / (mu_x.pow(2) + mu_y.pow(2) + c1) * (2 * cov + c2) / (var_x + var_y + c2)
+
+
+def reconstruction_loss(x: Tensor, x_rec: Tensor, kind: str = "l2",
+                        value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+    """Element-wise base reconstruction loss (B, C, H, W): ``l2`` (x - x_rec)^2, ``l1`` |x - x_rec|, or
+    ``ssim`` 1 - SSIM map (reflect-padded, one value per pixel).
+
+    For SSIM both images are first mapped from ``value_range`` (the pixel scale, (-1, 1) for tanh images) to [0, 1]:
+    SSIM's luminance term assumes non-negative intensities; on [-1, 1] data an inverted image scores SSIM ~ +1
+    (luminance and structure terms both ~ -1), a degenerate optimum an AE falls into.
+    """
+    if kind == "l2":
+        return (x_rec - x).pow(2)
+    if kind == "l1":
+        return (x_rec - x).abs()
+    if kind == "ssim":
+        lo, hi = value_range
+        if not hi > lo:
+            raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+        return 1.0 - ssim_map((x_rec - lo) / (hi - lo), (x - lo) / (hi - lo), data_range=1.0)
+    raise ValueError(f"base loss must be l2, l1 or ssim; got {kind!r}")

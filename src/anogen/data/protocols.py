@@ -13,6 +13,8 @@ keep the source's order (the training loop shuffles).
 - :func:`coil_split`: ALGAN's COIL-100 protocol (n objects normal; normals 60/20/20; anomalies 50/50).
 - :func:`folder_split`: anomalib's ``Folder`` defaults (normals into the test set where it has none; test halved).
 - :func:`split_test`: any source with a normal train set and a labelled test set: the test set halved.
+- :func:`erase_protocol`: Matsubara et al.'s SVHN toy (IV-A): anomalies are normal images with a k x k square
+  erased; a contaminated training set; validation / test sets duplicated with one copy erased.
 """
 
 from __future__ import annotations
@@ -302,3 +304,136 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
     names = None if a.names is None or b.names is None else list(a.names) + list(b.names)
     classes = None if a.classes is None or b.classes is None else np.concatenate([a.classes, b.classes])
     return ImageSet(list(a.x) + list(b.x), np.r_[a.y, b.y], masks, names, classes)
+
+
+def erase_squares(
+    images: np.ndarray, k: int, rng: np.random.Generator, fill: int | float = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``images`` (N, H, W[, C]) with one k x k square each set to ``fill`` in every channel.
+
+    The top-left corner is uniform over the (H - k + 1) x (W - k + 1) valid positions (rows, then columns, drawn from
+    ``rng``). Returns the erased copies and the masks (N, H, W), True inside each square.
+    """
+    if not isinstance(images, np.ndarray) or images.ndim not in (3, 4):
+        raise ValueError("erasing needs images as an array (N, H, W[, C]); file-tree sources are not supported, got "
+                         f"{type(images).__name__}" + (f" of shape {images.shape}" if hasattr(images, "shape") else ""))
+    n, h, w = images.shape[:3]
+    if not 1 <= k <= min(h, w):
+        raise ValueError(f"the erased square side k must be in 1..{min(h, w)} for {h}x{w} images, got {k}")
+    top = rng.integers(0, h - k + 1, size=n)
+    left = rng.integers(0, w - k + 1, size=n)
+    r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+    masks = ((r >= top[:, None, None]) & (r < top[:, None, None] + k)
+             & (c >= left[:, None, None]) & (c < left[:, None, None] + k))  # (N, H, W)
+    out = images.copy()
+    out[masks] = fill  # every channel of the masked pixels
+    return out, masks
+
+
+def _with_erased_copies(ds: ImageSet, k: int, fill: int | float, rng: np.random.Generator) -> ImageSet:
+    """The normals of ``ds`` (label 0, empty masks) followed by an erased copy of each (label 1, their squares)."""
+    erased, masks = erase_squares(ds.x, k, rng, fill)
+    n = len(ds)
+    names = None if ds.names is None else list(ds.names) + [f"{m}#erased" for m in ds.names]
+    classes = None if ds.classes is None else np.concatenate([ds.classes, ds.classes])
+    return ImageSet(np.concatenate([ds.x, erased]), np.r_[np.zeros(n), np.ones(n)].astype(np.int64),
+                    np.concatenate([np.zeros_like(masks), masks]), names, classes)
+
+
+def _normal_pool(ds: ImageSet, normal: Sequence[Any] | None, what: str) -> np.ndarray:
+    """Indices of the normal images: label 0, and one of ``normal`` when classes are chosen."""
+    keep = ds.y == 0
+    if normal is not None:
+        if ds.classes is None:
+            raise ValueError(f"{what}: the image set has no classes to choose normal ones from")
+        present = np.unique(ds.classes)
+        unknown = [c for c in normal if c not in present]
+        if not list(normal) or unknown:
+            raise ValueError(f"{what}: normal classes {list(normal)} must be among the classes present, "
+                             f"{present.tolist()}")
+        keep &= np.isin(ds.classes, list(normal))
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        raise ValueError(f"{what}: no normal images (label 0{' in the chosen classes' if normal else ''})")
+    return idx
+
+
+def erase_protocol(
+    train: ImageSet,
+    test: ImageSet | None = None,
+    *,
+    k: int = 4,
+    contamination: float = 0.01,
+    normal: Sequence[Any] | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    fill: int | float = 0,
+    seed: int = 0,
+    name: str = "",
+) -> Split:
+    """Matsubara et al.'s erase protocol (IV-A, the SVHN toy): anomalies are normal images with a k x k square erased.
+
+    1. The normal images are those labelled 0 (every image of an array source), optionally only of the classes
+       ``normal`` (default: all classes, as the paper's SVHN toy). Images labelled 1 are left out.
+    2. Without ``test``, the normals are dealt train / val / test in ``1 - val_fraction - test_fraction`` :
+       ``val_fraction`` : ``test_fraction``; with ``test``, the normals of ``train`` are dealt train / val in
+       ``1 - val_fraction`` : ``val_fraction`` and the test normals are those of ``test``. Stratified by class.
+    3. Training set: ``round(contamination * n_train)`` of its images, chosen at random, get a square erased (the
+       paper's 1 % of "anomalous samples" in the unlabelled training set). Their labels stay 0 -- a training set is
+       unlabelled and ``Detector.fit`` refuses anomalies -- but their ``masks`` hold the square (the others are all
+       False) and ``info["train_erased"]`` lists their positions in the training set.
+    4. Validation and test: every normal image twice, first the original (label 0, empty mask), then a copy with a
+       square erased (label 1, mask = the square), as the paper duplicates its test set. Validation comes only from
+       the training source, so the test set is never used for model selection. ``val_fraction=0`` gives no
+       validation set (the paper's use of every training image).
+
+    The square is set to ``fill`` (0 = black) in every channel, at the source's native resolution (32 x 32 for SVHN,
+    as in the paper); masks are (N, H, W) bool at that resolution (resize them to a model's maps with nearest
+    neighbours, as the CLI does). Its top-left corner is uniform over the valid positions. On dark-background sources
+    (MNIST) a black square over background pixels changes nothing; such pairs stay in the sets, labelled as drawn.
+
+    Args:
+        train: array images (N, H, W[, C]) with labels 0 (normal) and optionally ``classes``.
+        test: the source's own test set, if it has one.
+        k: side of the erased square in pixels (paper: 4).
+        contamination: share of the training set erased (paper: 0.01), in [0, 1).
+        normal: the classes whose images are normal (None: all).
+        val_fraction: share of the training normals for validation (0: none).
+        test_fraction: share of the normals for the test set when ``test`` is None.
+        fill: the value written into the square.
+        seed: seed of ``numpy.random.default_rng``.
+        name: the split's name.
+    """
+    if not 0 <= contamination < 1:
+        raise ValueError(f"contamination must be in [0, 1), got {contamination}")
+    for part in (train, test):
+        if part is not None and not (isinstance(part.x, np.ndarray) and part.x.ndim in (3, 4)):
+            raise ValueError("erase_protocol needs array images (N, H, W[, C]) (digits, MNIST, SVHN, CIFAR-10, ...); "
+                             f"got {type(part.x).__name__}")
+    rng = np.random.default_rng(seed)
+    normal = None if normal is None else list(normal)
+    idx = _normal_pool(train, normal, "erase_protocol")
+    strata = train.classes[idx] if train.classes is not None else np.zeros(len(idx), dtype=np.int64)
+    if test is None:
+        if not (0 <= val_fraction and 0 < test_fraction and val_fraction + test_fraction < 1):
+            raise ValueError(f"need 0 <= val_fraction, 0 < test_fraction and their sum < 1; got {val_fraction}, "
+                             f"{test_fraction}")
+        tr, va, te = stratified_parts(idx, strata, (1 - val_fraction - test_fraction, val_fraction, test_fraction),
+                                      rng)
+        test_set = train.subset(te)
+    else:
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"need 0 <= val_fraction < 1, got {val_fraction}")
+        tr, va = stratified_parts(idx, strata, (1 - val_fraction, val_fraction), rng)
+        test_set = test.subset(_normal_pool(test, normal, "erase_protocol (test set)"))
+    tr_set = train.subset(tr)
+    n_erased = int(round(contamination * len(tr_set)))
+    chosen = np.sort(rng.choice(len(tr_set), size=n_erased, replace=False))
+    x, masks = np.array(tr_set.x, copy=True), np.zeros(tr_set.x.shape[:3], dtype=bool)
+    x[chosen], masks[chosen] = erase_squares(tr_set.x[chosen], k, rng, fill)
+    tr_set = ImageSet(x, np.zeros(len(x), dtype=np.int64), masks, tr_set.names, tr_set.classes)
+    val = _with_erased_copies(train.subset(va), k, fill, rng) if val_fraction > 0 else None
+    info = _info("erase", seed, k=k, contamination=contamination, normal=normal, val_fraction=val_fraction,
+                 test_fraction=None if test is not None else test_fraction, fill=fill, train_erased=chosen)
+    return Split(tr_set, val, _with_erased_copies(test_set, k, fill, rng),
+                 name=name or f"erase(k={k}, contamination={contamination})", info=info)
