@@ -272,3 +272,17 @@ def test_learns_one_class_digits(name, digits):
     auc = auroc(y, det.decision_function(test))
     print(f"{name} ({det.score}) one-class digits (0 normal) AUROC = {auc:.3f}")
     assert auc >= 0.85  # seeds 0-4: 0.92-0.99 (ebgan), 0.93-0.95 (encebgan, sencebgan)
+
+
+def test_validation_keeps_only_last_stage_states(digits):
+    import anogen
+    from conftest import one_class_digits
+
+    train, test, y = one_class_digits(*digits, normal=0, n_train=40, seed=0)
+    det = anogen.create("encebgan", epochs=5, val_every=1, image_size=16, channels=1, width=8, max_width=16,
+                        latent_dim=8, batch_size=8, verbose=False)
+    first = det.selectable_from_epoch()
+    assert first == sum(det.stage_schedule()[:-1]) + 1 > 1
+    idx = list(range(30)) + list(range(len(y) - 30, len(y)))
+    det.fit(train, val_x=test[idx], val_y=y[idx])
+    assert [h["epoch"] for h in det.history_ if "val_auroc" in h] == list(range(first, 6))

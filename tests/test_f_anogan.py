@@ -108,3 +108,18 @@ def test_f_anogan_learns_one_class_digits(digits):
     auc = auroc(y, det.fit(train).decision_function(test))
     print(f"f-AnoGAN (izi_f) one-class digits (0 normal) AUROC = {auc:.3f}")
     assert auc >= 0.85
+
+
+def test_validation_keeps_only_stage_two_states(digits):
+    """Model selection never keeps a state whose encoder has not trained (stage 1 of f-AnoGAN)."""
+    import anogen
+    from conftest import one_class_digits
+
+    train, test, y = one_class_digits(*digits, normal=0, n_train=40, seed=0)
+    det = anogen.create("f_anogan", epochs=4, encoder_epochs=2, val_every=1, image_size=16, channels=1, width=8,
+                        max_width=16, latent_dim=8, batch_size=8, n_dis=1, verbose=False)
+    assert det.selectable_from_epoch() == 3
+    idx = list(range(30)) + list(range(len(y) - 30, len(y)))
+    det.fit(train, val_x=test[idx], val_y=y[idx])
+    validated = [h["epoch"] for h in det.history_ if "val_auroc" in h]
+    assert validated == [3, 4] and det.best_epoch_ in (3, 4)

@@ -119,6 +119,11 @@ class Detector:
         """(B, H, W) per-pixel anomaly map, for methods that have one."""
         raise NotImplementedError(f"{self.name} has no anomaly map")
 
+    def selectable_from_epoch(self) -> int:
+        """First 1-based epoch whose state may be kept by validation (methods trained in stages return the first
+        epoch of their last stage, so model selection never keeps a half-trained pipeline)."""
+        return 1
+
     def start_epoch(self, epoch: int) -> None:
         """Hook called before each epoch (0-based), e.g. to resample latents."""
 
@@ -298,7 +303,8 @@ class Detector:
                     prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
                 rec: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
                 last = epoch + 1 == self.epochs
-                if vy is not None and vx is not None and ((epoch + 1) % self.val_every == 0 or last):
+                selectable = epoch + 1 >= self.selectable_from_epoch()
+                if vy is not None and vx is not None and selectable and ((epoch + 1) % self.val_every == 0 or last):
                     auc = float(roc_auc_score(vy, self._score_prepared(vx)))
                     rec["val_auroc"] = auc
                     if auc > best_auc:

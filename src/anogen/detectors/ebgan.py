@@ -262,6 +262,12 @@ class _EBGANBase(GANTricks, Detector):
         """Epochs of each stage (``STAGES`` order) for this run's ``epochs``."""
         return stage_lengths(self.epochs, tuple(getattr(self, "stage_epochs", (1,))))
 
+    def selectable_from_epoch(self) -> int:
+        """Validation keeps states of the last stage that trains only (never a half-trained pipeline)."""
+        sched = self.stage_schedule()
+        last = max(i for i, n in enumerate(sched) if n > 0)
+        return sum(sched[:last]) + 1
+
     def stage_of(self, epoch: int) -> str:
         """The stage trained in 0-based ``epoch``."""
         end = 0

@@ -54,9 +54,8 @@ Deviations / choices (the thesis is silent or the reference does otherwise):
 - Image defaults follow the reference: 64 x 64, one channel, batch 64, latent 128; ``normalize="tanh"`` is required.
 - The IN / SL / LF tricks (thesis 4.2.1) are fields, off by default; they act on stage 1 only, and the input
   noise decays linearly to 0 over the GAN epochs (the mixin's default decays over all ``epochs``).
-- Model selection: the base loop's validation (``val_x`` / ``val_y``, every ``val_every`` epochs) does not know the
-  stages; a validation in stage 1 scores with an untrained E. Choose ``val_every`` with no multiple <= the GAN
-  epochs (e.g. ``val_every=epochs``) when selecting models.
+- Model selection: the base loop's validation (``val_x`` / ``val_y``, every ``val_every`` epochs and at the last)
+  only considers epochs of stage 2 (``selectable_from_epoch``), so a kept state always has a trained E.
 """
 
 from __future__ import annotations
@@ -162,6 +161,10 @@ class FAnoGAN(GANTricks, Detector):
     def gan_epochs(self) -> int:
         """Epochs of stage 1 (the WGAN-GP)."""
         return self.epochs - self.encoder_epochs
+
+    def selectable_from_epoch(self) -> int:
+        """Validation keeps states of stage 2 only (with a trained E); without a stage 2, any epoch."""
+        return self.gan_epochs + 1 if self.encoder_epochs > 0 else 1
 
     def input_noise_std(self) -> float:
         """IN scale, decaying linearly to 0 over the GAN epochs (not over all epochs: the critic stops at stage 2)."""
