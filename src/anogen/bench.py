@@ -47,6 +47,8 @@ class Suite:
     classes: list[Any] = field(default_factory=lambda: [None])
     seeds: list[int] = field(default_factory=lambda: [0])
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    detector_variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """per-detector variants replacing ``variants`` for that detector (e.g. its own score fields)"""
     cpu: dict[str, Any] = field(default_factory=dict)
     """overrides on top of each detector's CPU preset at ``--scale cpu``"""
     paper: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +114,23 @@ def _suites() -> dict[str, Suite]:
                         for lamp in (False, True)},
               cpu=gray, paper={"channels": 1, "image_size": 32},
               description="LAMP Table 2 grid (base loss x optimizer x LAMP) on MNIST one-class"),
+        Suite("lamp-mnist", ["ae"], ["mnist:{mnist},normal={normal}"], classes=list(range(10)), seeds=[0, 1, 2],
+              variants={"L2": {"base_loss": "l2", "lamp": False}, "LAMP-L2": {"base_loss": "l2", "lamp": True}},
+              cpu=gray, paper={"channels": 1, "image_size": 32, "batch_size": 16},
+              description="LAMP Table 1 protocol: AE with L2 vs LAMP-amplified L2, MNIST one-class"),
+        Suite("fig5", ["ae", "anogan", "bigan", "ce_bigan", "alad", "f_anogan"], ["mnist:{mnist},normal={normal}"],
+              classes=list(range(10)), seeds=[0, 1],
+              detector_variants={"ce_bigan": {
+                  f"{d}{'+cons' if c else ''}": {"discriminator": d, "consistency": c}
+                  for d in ("concat", "projection") for c in (False, True)}},
+              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=600, max_test=1000,
+              description="consistency-paper Fig. 5: MNIST one-class (each digit normal, the other nine anomalous)"),
+        Suite("erase", ["vae", "gmm", "ae", "iforest"],
+              ["erase:mnist:{mnist},k=4", "erase:fashion:{fashion},k=4"], seeds=[0, 1],
+              detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo", "kl", "lognorm")},
+                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")}},
+              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=2000, max_test=2000,
+              description="unregularized-score toy protocol: 4x4 regions erased, 1 % contaminated training set"),
         Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
               variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
               description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
@@ -170,9 +189,10 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
             raise ValueError(f"suite {suite.name} has no detector(s) {unknown}; it runs {names}")
         names = [n for n in names if n in detectors]
     paths = _paths(data_root, mnist, fashion)
-    chosen = {k: v for k, v in suite.variants.items() if not variants or k in variants}
     runs = []
     for name in names:
+        own_variants = suite.detector_variants.get(name, suite.variants)
+        chosen = {k: v for k, v in own_variants.items() if not variants or k in variants}
         fields = set(get(name).field_names())
         base = dict(_presets(get(name)).get("cpu", {})) if scale == "cpu" else {}
         base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items() if k in fields})
