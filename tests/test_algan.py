@@ -311,7 +311,7 @@ def test_algan_feature_on_vectors_fits_scores_saves_loads(tmp_path):
     rng = np.random.default_rng(0)
     train = rng.normal(3.0, 2.0, size=(40, 12)).astype(np.float32)
     test = np.concatenate([rng.normal(3.0, 2.0, size=(5, 12)), rng.normal(-5.0, 2.0, size=(5, 12))]).astype(np.float32)
-    det = anogen.create("algan_feature", **FEAT, backbone="none", normalize="tanh").fit(train)
+    det = anogen.create("algan_feature", **FEAT, backbone="none", normalize="tanh", standardize=True).fit(train)
     assert det.input_kind_ == "vector" and det.input_shape_ == (12,)
     # standardised with the training statistics before D (and G's output is de-standardised by generate)
     np.testing.assert_allclose(det.feature_mean_.numpy(), train.mean(0), rtol=1e-5)
@@ -335,7 +335,8 @@ def test_algan_feature_on_vectors_fits_scores_saves_loads(tmp_path):
 
 def test_algan_feature_without_standardisation(tmp_path):
     train = np.random.default_rng(1).normal(size=(24, 6)).astype(np.float32)
-    det = anogen.create("algan_feature", **FEAT, backbone="none", normalize="tanh", standardize=False).fit(train)
+    assert anogen.create("algan_feature").standardize is False  # the default (see the module docstring)
+    det = anogen.create("algan_feature", **FEAT, backbone="none", normalize="tanh").fit(train)
     assert det.extra_state() == {} and not hasattr(det, "feature_mean_")
     loaded = anogen.load(det.save(tmp_path / "f.anogen"))
     np.testing.assert_array_equal(loaded.decision_function(train), det.decision_function(train))
@@ -351,7 +352,7 @@ def test_algan_feature_with_efficientnet_backbone_on_images(tmp_path):
     assert s.shape == (2,) and np.isfinite(s).all()
     feats = load_backbone("efficientnet_lite0")(det.preprocess(images[8:]))
     with torch.no_grad():
-        expected = -det.nets_["D"]((feats - det.feature_mean_) / det.feature_std_).squeeze(1)
+        expected = -det.nets_["D"](feats).squeeze(1)  # standardize=False: features straight to D
     np.testing.assert_allclose(s, expected.double().numpy(), rtol=1e-5)
     loaded = anogen.load(det.save(tmp_path / "e.anogen"))  # the backbone is rebuilt from its package
     assert not any(k.startswith("nets.backbone") for k in loaded.nets_.state_dict())
@@ -407,3 +408,17 @@ def test_algan_cpu_preset_learns_one_class_digits():
     auc = roc_auc_score(y, det.decision_function(test))
     print(f"ALGAN cpu preset, one-class digits (0 normal): AUROC = {auc:.3f} in {time.perf_counter() - t0:.1f} s")
     assert auc >= 0.85
+
+
+@pytest.mark.slow
+def test_algan_feature_learns_one_class_digit_vectors(digits):
+    """ALGAN-feature on raw pixel vectors beats chance clearly (this caught an inverted default, see algan.md)."""
+    images, labels = digits
+    train, test, y = one_class_digits(images, labels, normal=0, n_train=120, seed=0)
+    from anogen.metrics import auroc
+
+    vec = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
+    det = anogen.create("algan_feature", backbone="none", normalize="tanh", epochs=30, hidden=256, verbose=False)
+    auc = auroc(y, det.fit(vec(train)).decision_function(vec(test)))
+    print(f"ALGAN-feature one-class digit vectors (0 normal) AUROC = {auc:.3f}")
+    assert auc >= 0.9

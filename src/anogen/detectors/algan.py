@@ -59,10 +59,13 @@ Deviations / choices (the paper is silent or ambiguous on each):
 - Augmentations (flips, rotations per category, IV-B5) are the base ``augment`` field, off by default.
 - ALGAN-feature: G = 3 linear layers (BatchNorm + ReLU between, linear output), D = 3 spectral-norm linear layers with
   LeakyReLU(0.2); ``hidden`` = 1024 units (paper silent; between the 1280 / 2048 feature sizes and the latent size
-  100). Features are standardised per dimension with the training set's mean and standard deviation (floor 1e-3)
-  before G / D (paper silent): pooled backbone features are non-negative with scales differing by dimension, while a
-  linear-output G fed N(0, I) latents and a Lipschitz-bounded (spectral-norm) D work best on unit-scale data. The
-  statistics are saved with the model (``extra_state``). ``standardize=False`` turns this off.
+  100). Features go to G / D as they are (``standardize=False``, the default, as the paper describes no such step).
+  ``standardize=True`` standardises each dimension with the training set's mean and standard deviation (floor 1e-3),
+  saved with the model. It was the default until measured: on one-class digits it inverts the detector (AUROC 0.013
+  on raw pixel vectors, 0.002 on EfficientNet-Lite0 features, normal class 0; 0.993 / 1.000 without it). A dimension
+  that is nearly constant on the normal data gets a tiny std, so an anomaly that moves it lands thousands of units
+  out, where the Lipschitz D extrapolates linearly with no trained sign and G never produced anything; centring and
+  one global scale did not fix it either (0.05 / 0.10).
 - ALGAN-feature backbone: the paper uses WideResNet-101's last block (2048-d) and resizes to 224 px (objects: 256 px
   then a 224 px centre crop -- there is no crop step here). Its weights cannot be had on these machines, so the
   default is the offline EfficientNet-Lite0 (1280-d); ``backbone="wide_resnet101_2"`` gives the paper's setup where
@@ -400,8 +403,8 @@ class ALGANFeature(_ALGANBase):
     """frozen feature extractor for image inputs: efficientnet_lite0, mobilenet_v2, wide_resnet101_2, or none"""
     hidden: int = 1024
     """units of the hidden layers of G and D (paper silent)"""
-    standardize: bool = True
-    """standardise each feature with the training set's mean / std before G and D (paper silent)"""
+    standardize: bool = False
+    """standardise each feature with the training set's mean / std before G and D (paper silent; off: see docstring)"""
 
     input_kind: ClassVar[str] = "any"
 
