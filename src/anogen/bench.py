@@ -123,7 +123,7 @@ def _suites() -> dict[str, Suite]:
               detector_variants={"ce_bigan": {
                   f"{d}{'+cons' if c else ''}": {"discriminator": d, "consistency": c}
                   for d in ("concat", "projection") for c in (False, True)}},
-              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=600, max_test=1000,
+              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=600, max_test=500,
               description="consistency-paper Fig. 5: MNIST one-class (each digit normal, the other nine anomalous)"),
         Suite("erase", ["vae", "gmm", "ae", "iforest"],
               ["erase:mnist:{mnist},k=4", "erase:fashion:{fashion},k=4"], seeds=[0, 1],
@@ -224,8 +224,11 @@ def _cap(ds: Any, n: int | None, rng: np.random.Generator) -> Any:
     return ds.subset(np.sort(np.concatenate(idx)))
 
 
-def run_one(run: Run) -> dict[str, Any]:
-    """Fit and evaluate one run; the record (metrics, times, memory, provenance). Raises on failure."""
+def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fit and evaluate one run; the record (metrics, times, memory, provenance). Raises on failure.
+
+    With ``models_dir`` the fitted model is saved there as ``<run id>.anogen`` (for the report's sample,
+    reconstruction and heat-map figures)."""
     import anogen
     from anogen import metrics
     from anogen.cli import _fit_kwargs, _has_map, _masks_like
@@ -249,8 +252,11 @@ def run_one(run: Run) -> dict[str, Any]:
                  for k in test.masks]
         maps = det.anomaly_maps(test.x)
         m["pixel_auroc"] = metrics.pixel_auroc(_masks_like(masks, maps.shape[1:]), maps)
+    model_file = None
+    if models_dir is not None:
+        model_file = str(det.save(Path(models_dir) / f"{run.key}.anogen"))
     return {
-        "metrics": m, "fit_seconds": det.fit_seconds_, "val_auroc": getattr(det, "val_auroc_", None),
+        "model_file": model_file, "metrics": m, "fit_seconds": det.fit_seconds_, "val_auroc": getattr(det, "val_auroc_", None),
         "best_epoch": getattr(det, "best_epoch_", None), "history": det.history_,
         "n_train": len(train), "n_val": 0 if val is None else len(val), "n_test": len(test),
         "split": split.name, "config": _jsonable(det.get_params()), "memory": _peak(),
@@ -331,7 +337,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_failed: bool = True) -> dict[str, int]:
+def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_failed: bool = True,
+              models_dir: str | Path | None = None) -> dict[str, int]:
     """Run every run not already recorded as ``ok`` in ``out``; append one record per run. Returns counts."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -354,7 +361,7 @@ def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_fa
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,
             }
             try:
-                rec.update(run_one(run))
+                rec.update(run_one(run, models_dir))
                 rec["status"] = "ok"
                 counts["ok"] += 1
                 auc = rec["metrics"]["auroc"]
@@ -524,4 +531,92 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
             rec["wall_seconds"] = time.perf_counter() - t0
             over_budget = rec["wall_seconds"] > budget_s
             _append(out, rec)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------------- Ray (extra)
+def _record_head(run: Run, prov: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a record that describe the run and where it ran (as :func:`run_suite` writes them)."""
+    return {
+        "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector, "data": run.spec,
+        "normal": run.normal, "seed": run.seed, "variant": run.variant, "scale": run.scale,
+        "overrides": run.overrides, "max_train": run.max_train, "max_test": run.max_test,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,
+    }
+
+
+def _ray_task(run: Run, cwd: str, models_dir: str | None) -> dict[str, Any]:
+    """One run as a complete record, made on the Ray worker that runs it (its provenance is that node's); a crash
+    inside the run is a ``failed`` record, as in :func:`run_suite`."""
+    if Path(cwd).is_dir():
+        os.chdir(cwd)  # relative data paths (the default ../shared/data) resolve as on the driver
+    rec = _record_head(run, provenance())
+    try:
+        rec.update(run_one(run, models_dir))
+        rec["status"] = "ok"
+    except Exception as e:
+        rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=8)})
+    return rec
+
+
+def run_suite_ray(runs: list[Run], out: str | Path, address: str = "local", *, num_cpus: float = 1.0,
+                  num_gpus: float = 0.0, rerun_failed: bool = True, console: Any = None,
+                  models_dir: str | Path | None = None, init_kwargs: dict[str, Any] | None = None) -> dict[str, int]:
+    """:func:`run_suite` with each run a Ray task: same records, same resumability, failures recorded.
+
+    Args:
+        runs: the grid (:func:`expand`).
+        out: the JSONL records file; only the driver (this process) appends to it, one record as each task ends.
+        address: the Ray cluster (``ray.init(address=...)``): ``"local"`` starts a local instance for this call,
+            ``"auto"`` joins the one started on this machine by ``ray start``, ``"ray://host:10001"`` a remote one.
+        num_cpus: CPUs reserved per task (Ray sets the task's ``OMP_NUM_THREADS`` to it).
+        num_gpus: GPUs per task (0: CPU tasks; a detector with ``device="auto"`` uses the GPU Ray assigns).
+        rerun_failed: retry runs recorded as failed (True) or skip them too.
+        models_dir: each worker saves its fitted model there (a folder every node can write, e.g. a shared mount).
+        init_kwargs: more arguments for ``ray.init`` (e.g. ``num_cpus`` of a local instance, ``runtime_env``).
+
+    Every node needs anogen (same version) and the data at the same paths (an absolute ``--data-root``, or the same
+    working directory). A task whose worker dies (out of memory, node lost) is recorded as failed with the error.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("anogen bench --ray needs Ray: pip install 'anogen[distributed]'") from e
+    from rich.console import Console
+
+    out = Path(out)
+    done = {r["run_id"] for r in read_records(out) if r.get("status") == "ok" or not rerun_failed}
+    todo = [r for r in runs if r.key not in done]
+    counts = {"total": len(runs), "skipped": len(runs) - len(todo), "ok": 0, "failed": 0}
+    if not todo:
+        return counts
+    console = console or Console(stderr=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
+    try:
+        task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(_ray_task)
+        models = None if models_dir is None else str(Path(models_dir).resolve())
+        pending = {task.remote(run, os.getcwd(), models): run for run in todo}
+        console.print(f"suite {todo[0].suite}: {len(todo)} runs submitted to Ray ({address})")
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                run = pending.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as e:  # the task itself died: worker crash, out of memory, node lost
+                    rec = {**_record_head(run, provenance()), "status": "failed",
+                           "error": f"{type(e).__name__}: {' '.join(str(e).split())[:2000]}", "traceback": None}
+                counts[rec["status"]] += 1
+                if rec["status"] == "ok":
+                    console.print(f"{run.detector:>14} {run.variant:<18} {run.spec.split(':')[0]} {run.normal} "
+                                  f"s{run.seed}: AUROC {rec['metrics']['auroc']:.3f} ({rec['fit_seconds']:.1f} s)")
+                else:
+                    console.print(f"[red]{run.detector} {run.variant} failed: {rec['error'][:300]}[/]")
+                _append(out, rec)
+    finally:
+        if started:
+            ray.shutdown()
     return counts

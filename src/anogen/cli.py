@@ -266,7 +266,7 @@ def train_and_report(
     from rich.markup import escape
 
     import anogen
-    from anogen import metrics, plots
+    from anogen import distributed, metrics, plots
     from anogen.data.spec import load_spec
 
     console = console or _console()
@@ -280,6 +280,8 @@ def train_and_report(
     console.print(f"[bold]{name}[/] on [bold]{escape(split.name or spec)}[/]: {len(split.train)} train, "
                   f"{n_val} validation ({how}), {n_test} test")
     det.fit(split.train.x, **fit_kw)
+    if not distributed.is_main():  # under torchrun every rank trains; rank 0 alone writes model, metrics, plots
+        return {"detector": name, "data": spec, "rank": distributed.rank_world()[0], "fit_seconds": det.fit_seconds_}
     files: dict[str, Path] = {"model": det.save(out / MODEL_FILE)}
     record: dict[str, Any] = {
         "detector": name, "data": spec, "split": split.name, "seed": seed,
@@ -417,6 +419,7 @@ def _fmt_overrides(d: dict[str, Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from anogen import distributed
     from anogen._registry import get
 
     cls = get(args.model)
@@ -428,8 +431,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.update(presets[args.preset])
     overrides.update({f: getattr(args, f) for f in args.field_names if hasattr(args, f)})
     seed = int(overrides.get("seed", cls.seed))
-    train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed)
+    # under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set): data-parallel training, see anogen.distributed
+    started = distributed.init_from_env(str(overrides.get("device", cls.device)))
+    console = _console() if distributed.is_main() else _console_quiet()
+    try:
+        train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console)
+    except BaseException:
+        if started:
+            distributed.shutdown(barrier=False)
+        raise
+    if started:
+        distributed.shutdown()
     return 0
+
+
+def _console_quiet() -> Any:
+    from rich.console import Console
+
+    return Console(quiet=True)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -517,6 +536,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             extra[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             extra[key.strip()] = value
+    if args.suite == "speed" and args.ray:
+        raise UserError("the speed suite measures this machine; run it without --ray")
     if args.suite == "speed":
         sizes = tuple(_csv(args.sizes, int) or bench.SPEED_SIZES)
         counts = bench.run_speed(args.out, detectors=_csv(args.detectors), sizes=sizes, overrides=extra)
@@ -531,7 +552,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for r in runs:
             print(f"{r.key} {r.detector} {r.spec} seed={r.seed} variant={r.variant}")
         return 0
-    counts = bench.run_suite(runs, args.out)
+    if args.ray:
+        try:
+            counts = bench.run_suite_ray(runs, args.out, args.ray, num_cpus=args.ray_cpus, num_gpus=args.ray_gpus,
+                                         models_dir=args.save_models)
+        except ImportError as e:
+            raise UserError(str(e)) from None
+    else:
+        counts = bench.run_suite(runs, args.out, models_dir=args.save_models)
     _console().print(f"suite {args.suite}: {counts['ok']} ok, {counts['failed']} failed, "
                      f"{counts['skipped']} already recorded, of {counts['total']} -> {args.out}")
     return 0
@@ -622,7 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="extra override for every run, e.g. --set epochs=5 (repeatable)")
     s.add_argument("--sizes", metavar="32,64", help="speed suite: image sides (default 32,64,128,256)")
+    s.add_argument("--save-models", metavar="DIR", help="save each fitted model as DIR/<run id>.anogen (for the "
+                                                        "report's sample / reconstruction / heat-map figures)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    s.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the grid as Ray tasks (extra: pip install 'anogen[distributed]'): local (a local instance "
+                        "for this run), auto (the cluster `ray start` joined here) or ray://HOST:PORT")
+    s.add_argument("--ray-cpus", type=float, default=1.0, metavar="X", help="with --ray: CPUs per task (default 1)")
+    s.add_argument("--ray-gpus", type=float, default=0.0, metavar="X", help="with --ray: GPUs per task (default 0)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("report", help="HTML page + Markdown tables + figures from benchmark records",

@@ -177,6 +177,83 @@ def suite_figures(records: list[dict[str, Any]], fig_dir: Path) -> list[tuple[st
     return out
 
 
+def _first_tensor(out: Any, like: Any) -> Any:
+    """A reconstruct() result that may be a tensor or a tuple holding one: the tensor shaped like the input."""
+    if isinstance(out, (tuple, list)):
+        return next(t for t in out if getattr(t, "shape", None) == like.shape)
+    return out
+
+
+def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6) -> list[tuple[str, Path]]:
+    """Figures that need a saved model (``anogen bench --save-models``): generated samples (ALGAN Fig. 1),
+    reconstructions, anomaly heat maps over test images with their ground-truth masks, and the VAE's score parts
+    per class (unregularized-score paper Fig. 5). Loads models and the records' data specs; scores, never trains."""
+    import torch
+
+    import anogen
+    from anogen import plots
+    from anogen.data.io import read_image
+    from anogen.data.spec import load_spec
+
+    out: list[tuple[str, Path]] = []
+    suite = records[0]["suite"]
+    seen: set[str] = set()
+    with_models = [r for r in records if r.get("model_file") and Path(r["model_file"]).is_file()]
+    for r in sorted(with_models, key=lambda r: (r["seed"], str(r.get("normal")))):
+        tag = f"{r['detector']}-{r['variant']}"
+        if tag in seen or len(seen) >= max_models * 3:
+            continue
+        seen.add(tag)
+        try:
+            det = anogen.load(r["model_file"])
+            if det.input_kind_ != "image":
+                continue
+            test = load_spec(r["data"], seed=r["seed"]).test
+        except Exception:  # data not on this machine, or an old model: skip the figure, keep the report
+            continue
+        base = f"{_slug(suite)}-{_slug(tag)}"
+        name = f"{r['detector']} ({r['variant']})" if r["variant"] != "default" else r["detector"]
+        if callable(getattr(det, "generate", None)):
+            p = fig_dir / f"{base}-samples.png"
+            plots.sample_grid(det.generate(10, seed=0), det.generate(10, anomalous=True, seed=0), p,
+                              title=f"{name}: fakes from normal vs anomalous latents")
+            out.append((f"{name}: generated samples from N(0, I) latents (top) and from N(0, sigma^2 I) latents "
+                        "(bottom), ALGAN Fig. 1 style.", p))
+        pick = np.concatenate([np.flatnonzero(test.y == 0)[:5], np.flatnonzero(test.y == 1)[:5]])
+        sub = test.subset(pick)
+        if callable(getattr(det, "reconstruct", None)) and det.patch_size == 0:
+            x = det._prepare(sub.x).to(det._device())
+            det.nets_.eval()
+            with torch.no_grad():
+                rec = _first_tensor(det.reconstruct(x), x)
+            p = fig_dir / f"{base}-recon.png"
+            to01 = det.preprocess.denormalize
+            plots.sample_grid(to01(x).clamp(0, 1).cpu(), to01(rec).clamp(0, 1).cpu(), p,
+                              row_labels=("input", "reconstruction"),
+                              title=f"{name}: 5 normal then 5 anomalous test images")
+            out.append((f"{name}: test inputs (top; 5 normal, then 5 anomalous) and their reconstructions.", p))
+        if test.masks is not None and det.has_anomaly_maps():
+            scores = det.decision_function(test.x)
+            order = np.argsort(-scores)[:6]
+            hs = test.subset(order)
+            masks = [None if k is None else (read_image(k) if isinstance(k, (str, Path)) else np.asarray(k))
+                     for k in hs.masks]
+            p = fig_dir / f"{base}-heatmap.png"
+            plots.anomaly_heatmap(det.preprocess.denormalize(det.preprocess(hs.x)).numpy(), det.anomaly_maps(hs.x),
+                                  masks, p, scores=scores[order].tolist(), title=f"{name}: most anomalous test images")
+            out.append((f"{name}: anomaly maps of the six highest-scoring test images, ground truth in cyan.", p))
+        if callable(getattr(det, "score_parts", None)) and test.classes is not None:
+            parts = det.score_parts(test.x)
+            groups = {k: {str(c): parts[k][test.classes == c] for c in np.unique(test.classes)}
+                      for k in ("D", "A", "M") if k in parts}
+            p = fig_dir / f"{base}-parts.png"
+            plots.box_by_class(groups, p, title=f"{name}: VAE score parts by class (D = KL, A = log-norm, "
+                                                "M = unregularized)")
+            out.append((f"{name}: the negative ELBO's parts per test class, unregularized-score paper Fig. 5 style.",
+                        p))
+    return out
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
@@ -234,7 +311,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         if notes:
             body.append('<p class="note">Paper numbers: ' + html.escape("; ".join(notes))
                         + ". Our runs use the settings in the last column.</p>")
-        figs = suite_figures(recs, fig_dir)
+        figs = suite_figures(recs, fig_dir) + model_figures(recs, fig_dir)
         if figs:
             body.append('<div class="figs">' + "".join(
                 f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
