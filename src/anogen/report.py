@@ -325,3 +325,42 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
                     f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
     (out_dir / "results.md").write_text("\n".join(md) + "\n")
     return page
+
+
+def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
+    """``{detector: markdown}``: per detector, one row per suite x variant with mean +- std AUROC over every class and
+    seed it ran, the paper's number where there is one, and the settings (for ``docs/methods/<name>.md``)."""
+    groups: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if r.get("suite") != "speed":
+            groups[r["detector"]][(r["suite"], r["variant"])].append(r)
+    out = {}
+    for det, by in groups.items():
+        rows = []
+        for (suite, variant), recs in sorted(by.items()):
+            m, s, n = _mean_std([r["metrics"]["auroc"] for r in recs])
+            paper = PAPER_VARIANTS.get((suite, det, variant)) or PAPER.get((suite, det))
+            classes = sorted({str(r.get("normal")) for r in recs if r.get("normal") is not None})
+            rows.append([suite, variant, _fmt(m, s, n), f"{paper[0]:.3f}" if paper else "", str(n),
+                         ",".join(classes) or "-", sorted({str(r["seed"]) for r in recs}).__str__(),
+                         _settings(recs[0])])
+        head = ["suite", "variant", "AUROC (mean ± std over runs)", "paper", "runs", "normal classes", "seeds",
+                "settings"]
+        out[det] = markdown(head, rows)
+    return out
+
+
+def inject(path: str | Path, marker: str, text: str) -> bool:
+    """Replace what sits between ``<!-- marker:begin -->`` and ``<!-- marker:end -->`` in ``path`` (appending the
+    block at the end when the markers are missing); returns True when the file changed."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    if new != old:
+        path.write_text(new)
+    return new != old

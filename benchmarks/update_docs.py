@@ -1,0 +1,43 @@
+"""Regenerate the results in README.md and docs/methods/<name>.md from the records in benchmarks/results/.
+
+    python benchmarks/update_docs.py            # after anogen report benchmarks/results/*.jsonl -o benchmarks/report
+
+Tables are made from records only (anogen.report); nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from anogen import report
+from anogen.bench import iter_ok, read_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    files = sorted((ROOT / "benchmarks" / "results").glob("*.jsonl"))
+    records = [r for f in files for r in iter_ok(read_records(f))]
+    if not records:
+        print("no records", file=sys.stderr)
+        return 1
+    for det, table in report.method_results(records).items():
+        doc = ROOT / "docs" / "methods" / f"{det}.md"
+        if doc.exists():
+            text = ("## Results (generated from benchmark records)\n\n"
+                    "CPU scale unless the settings say otherwise; from `benchmarks/results/*.jsonl`, made by the "
+                    "commands in `benchmarks/run_cpu.sh`.\n\n" + table)
+            report.inject(doc, "results", text)
+    summary = ROOT / "benchmarks" / "report" / "results.md"
+    if summary.exists():
+        body = summary.read_text().split("\n", 3)[-1]  # drop the page title
+        body = body.replace("\n## ", "\n### ")
+        if body.startswith("## "):
+            body = "#" + body
+        report.inject(ROOT / "README.md", "results", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
