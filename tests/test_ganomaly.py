@@ -164,4 +164,4 @@ def test_ganomaly_learns_one_class_digits(digits):
     det = anogen.create("ganomaly", **dict(PRESETS["cpu"], channels=1, verbose=False, seed=0))
     auc = auroc(y, det.fit(train).decision_function(test))
     print(f"GANomaly one-class digits (0 normal) AUROC = {auc:.3f}")
-    assert math.isfinite(auc) and auc >= 0.85  # measured 0.967 (seeds 1, 2: 0.966, 0.975)
+    assert math.isfinite(auc) and auc >= 0.85  # measured 0.997 with the 50-epoch preset (0.967 with the old 15 epochs)

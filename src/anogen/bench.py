@@ -395,11 +395,12 @@ def _jsonable(v: Any) -> Any:
 
 
 def iter_ok(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The successful records, the last one per run id (a rerun supersedes an earlier record)."""
-    last: dict[str, dict[str, Any]] = {}
+    """The successful records, the last one per run (suite, detector, data, seed, variant, scale): a rerun, also with
+    a changed configuration (e.g. a detector's CPU preset), supersedes the earlier record, which stays in the file."""
+    last: dict[tuple, dict[str, Any]] = {}
     for r in records:
         if r.get("status") == "ok":
-            last[r["run_id"]] = r
+            last[(r["suite"], r["detector"], r["data"], r["seed"], r["variant"], r["scale"])] = r
     yield from last.values()
 
 

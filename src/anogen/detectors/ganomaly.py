@@ -231,6 +231,8 @@ class GANomaly(_GANomalyBase):
 
 
 PRESETS: dict[str, dict] = {
-    "cpu": dict(image_size=16, width=16, max_width=64, latent_dim=16, batch_size=16, epochs=15),
+    # 50 epochs: with ~100 training images (6 steps an epoch) 15 epochs leave GANomaly's latent score unformed --
+    # one-class digits (0 normal, seeds 0-2) AUROC 0.38 / 0.48 / 0.55 at 15 epochs, 1.00 / 0.997 / 0.995 at 50.
+    "cpu": dict(image_size=16, width=16, max_width=64, latent_dim=16, batch_size=16, epochs=50),
 }
 """Explicit overrides for small runs: ``anogen.create("ganomaly", **PRESETS["cpu"])`` (one-class digits in seconds)."""
