@@ -5,9 +5,14 @@
                                                   ALGAN on one-class digits, seconds on a CPU
     anogen train MODEL --data SPEC --out DIR [--preset NAME] [--<field> VALUE ...]
                                                   fit, save DIR/model.anogen, and with a test set metrics.json + plots
+                                                  (under torchrun: data-parallel on every rank, files from rank 0;
+                                                  docs/scale.md)
     anogen score MODEL_FILE PATHS... [--out FILE.csv]
                                                   CSV path,score,label (1 = anomaly: score > the saved threshold)
     anogen info MODEL_FILE                        the saved config, threshold, training statistics, version (JSON)
+    anogen export MODEL_FILE --out FILE.onnx      the scoring graph as ONNX (preprocessing inside)
+    anogen serve MODEL_FILE [--port 8000 --token T]
+                                                  HTTP scoring service (POST /score, GET /health, GET /model)
 
 The ``train`` flags are generated from the chosen detector's dataclass fields (``--image-size 32``,
 ``--verbose/--no-verbose`` or ``--verbose false``, tuples as comma lists ``--augment hflip,vflip``), with the
@@ -39,9 +44,11 @@ import numpy as np
 
 EXIT_ERROR = 2
 MODEL_FILE = "model.anogen"
+CHECKPOINT_FILE = "checkpoint.anogen-ckpt"  # training checkpoint in OUT (--checkpoint-every / --resume)
 DEMO_SPEC = "digits:normal=0"
 _TIMING_IMAGES = 256  # scoring speed is measured on at most this many test images
-_RESERVED = {"data", "out", "preset", "help"}  # train's own flags; a detector field of these names gets no flag
+# train's own flags; a detector field of these names gets no flag
+_RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume"}
 
 
 # ---------------------------------------------------------------------------------------------- flags from fields
@@ -257,9 +264,13 @@ def _has_map(det: Any) -> bool:
 
 
 def train_and_report(
-    name: str, overrides: dict[str, Any], spec: str, out: Path, *, seed: int = 0, console: Any = None
+    name: str, overrides: dict[str, Any], spec: str, out: Path, *, seed: int = 0, console: Any = None,
+    checkpoint_every: int = 0, resume: bool = False,
 ) -> dict[str, Any]:
     """Load ``spec``, fit detector ``name`` on its train split, save it, evaluate on its test split, draw the plots.
+
+    With ``checkpoint_every`` > 0 a training checkpoint ``out/checkpoint.anogen-ckpt`` is written every that many
+    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`).
 
     Returns the record also written to ``out/metrics.json`` (when the split has a labelled test set).
     """
@@ -279,6 +290,8 @@ def train_and_report(
     how = "labelled validation" if "val_y" in fit_kw else ("normal calibration" if fit_kw else "no validation")
     console.print(f"[bold]{name}[/] on [bold]{escape(split.name or spec)}[/]: {len(split.train)} train, "
                   f"{n_val} validation ({how}), {n_test} test")
+    if checkpoint_every or resume:
+        fit_kw.update(checkpoint=out / CHECKPOINT_FILE, checkpoint_every=checkpoint_every, resume=resume)
     det.fit(split.train.x, **fit_kw)
     if not distributed.is_main():  # under torchrun every rank trains; rank 0 alone writes model, metrics, plots
         return {"detector": name, "data": spec, "rank": distributed.rank_world()[0], "fit_seconds": det.fit_seconds_}
@@ -435,7 +448,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = distributed.init_from_env(str(overrides.get("device", cls.device)))
     console = _console() if distributed.is_main() else _console_quiet()
     try:
-        train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console)
+        train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume)
     except BaseException:
         if started:
             distributed.shutdown(barrier=False)
@@ -501,6 +515,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     meta = dict(det.metadata_)
     meta["file"] = str(Path(args.model))
     sys.stdout.write(json.dumps(meta, indent=2) + "\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    import anogen
+
+    try:
+        from anogen.export import export_onnx
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"export needs the export extra: pip install 'anogen[export]' ({e})") from None
+    det = anogen.load(args.model, device="cpu")
+    path = export_onnx(det, args.out, maps=False if args.no_maps else None, opset=args.opset, check=not args.no_check)
+    outputs = "score" + (", anomaly_map" if det.has_anomaly_maps() and not args.no_maps else "")
+    _console(stderr=True).print(f"wrote {escape(str(path))} ({path.stat().st_size / 2**20:.1f} MiB; outputs: "
+                                f"{outputs}; threshold {det.threshold_:.6g} in its metadata)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from anogen.serve import Limits, serve
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart)
+    except ImportError as e:
+        raise UserError(f"serve needs the serve extra: pip install 'anogen[serve]' ({e})") from None
+    limits = Limits(max_batch=args.max_batch, max_bytes=args.max_bytes, max_pixels=args.max_pixels,
+                    batch_wait_ms=args.batch_wait_ms)
+    token = args.token if args.token is not None else os.environ.get("ANOGEN_TOKEN") or None
+    serve(args.model, host=args.host, port=args.port, token=token, limits=limits, fast=args.fast,
+          device=args.device, log_level=args.log_level)
     return 0
 
 
@@ -616,6 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="start from these explicit overrides (flags below still win): "
                                 + "; ".join(f"{k}: {_fmt_overrides(v)}" for k, v in presets.items()))
         m.set_defaults(preset=None)
+        if cls.iterative:
+            m.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                           help=f"write OUT/{CHECKPOINT_FILE} atomically every N epochs (default 0: none)")
+            m.add_argument("--resume", action="store_true",
+                           help=f"continue from OUT/{CHECKPOINT_FILE}, with the flags and data of the run that "
+                                "wrote it; on the same device the result is bit-identical to an uninterrupted run")
+        m.set_defaults(checkpoint_every=0, resume=False)
         names = add_field_flags(m, cls, skip=_RESERVED)
         m.set_defaults(func=cmd_train, field_names=names)
 
@@ -670,6 +726,48 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter)
     s.add_argument("model", metavar="MODEL_FILE")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("export", help="write a saved model's scoring graph (preprocessing inside) as ONNX",
+                       formatter_class=_Formatter,
+                       description="Export MODEL_FILE's scoring graph to ONNX: input float32 (N, C, S, S) images in "
+                                   "[0, 1] at the model's size (normalisation inside; resize beforehand), outputs "
+                                   "score (N,) and, where the detector has them, anomaly_map (N, S, S); the threshold "
+                                   "is in the file's metadata. Needs the export extra (onnx, onnxruntime, onnxscript). "
+                                   "docs/serving.md")
+    s.add_argument("model", metavar="MODEL_FILE", help="a model file written by train / demo / Detector.save")
+    s.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
+    s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file")
+    s.add_argument("--no-maps", action="store_true", help="leave out the anomaly_map output")
+    s.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: the exporter's)")
+    s.add_argument("--no-check", action="store_true",
+                   help="skip comparing onnxruntime's scores with anogen's on random inputs after export")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("serve", help="HTTP scoring service for a saved model (FastAPI + uvicorn)",
+                       formatter_class=_Formatter,
+                       description="Serve MODEL_FILE: POST /score (multipart image files or JSON arrays; ?maps=true "
+                                   "for anomaly maps) -> scores and labels against the saved threshold; GET /health; "
+                                   "GET /model. Concurrent requests are grouped into one scoring call. Needs the serve "
+                                   "extra (fastapi, uvicorn, python-multipart). docs/serving.md")
+    s.add_argument("model", metavar="MODEL_FILE", help="a model file written by train / demo / Detector.save")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on /score and /model "
+                                                  "(default: $ANOGEN_TOKEN if set, else none)")
+    s.add_argument("--max-batch", type=int, default=64, metavar="N",
+                   help="most inputs per request and per grouped scoring call (default: 64)")
+    s.add_argument("--max-bytes", type=int, default=32 * 2**20, metavar="N",
+                   help="largest request body in bytes (default: 33554432 = 32 MiB)")
+    s.add_argument("--max-pixels", type=int, default=4096 * 4096, metavar="N",
+                   help="largest image (width x height) before resizing (default: 16777216)")
+    s.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a scoring call waits for more requests to group (default: 2)")
+    s.add_argument("--fast", action="store_true",
+                   help="score with Detector.optimize() (BatchNorm folded, channels-last; not bit-identical)")
+    s.add_argument("--device", default=None, help="torch device for scoring (default: the saved one)")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default: info)")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

@@ -21,9 +21,7 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from anogen import distributed as _dist
+from anogen.checkpoint import (
+    MODEL_KEY,
+    CheckpointPlan,
+    atomic_save,
+    data_fingerprint,
+    kept_note,
+    make_plan,
+    read_tagged,
+    restore,
+    split_prefixed,
+    write_checkpoint,
+)
 from anogen.data.transforms import InputError, Preprocess, augment, is_vector_input, to_vectors
+from anogen.inference import scoring_mode, scoring_view
 
 FORMAT_VERSION = 1
 
@@ -43,7 +55,8 @@ class NotFittedError(ValueError, AttributeError):
 
 
 class TrainingDiverged(RuntimeError):
-    """Raised when a training loss becomes NaN or infinite; no model file is written."""
+    """Raised when a training loss becomes NaN or infinite; no model file is written, and the last training
+    checkpoint written before it (``fit(checkpoint=...)``) stays on disk, intact."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -101,6 +114,8 @@ class Detector:
     """ "image": images only; "vector": (N, D) vectors only; "any": either, decided by the data at fit """
     iterative: ClassVar[bool] = True
     """False for closed-form / scikit-learn detectors, which override fit_once instead of train_step"""
+    grad_at_scoring: ClassVar[bool] = False
+    """True for methods whose scoring runs autograd (a latent search): scored under no_grad, not inference_mode"""
 
     # ------------------------------------------------------------------ what a method supplies
     def build(self, input_shape: tuple[int, ...]) -> None:
@@ -146,6 +161,14 @@ class Detector:
 
     def load_extra_state(self, state: dict[str, Tensor]) -> None:
         """Restore what :meth:`extra_state` returned."""
+
+    def train_state(self) -> dict[str, Tensor]:
+        """Training state outside ``nets_`` and the optimizers that an identical continuation needs (fixed latents,
+        replay buffers, step counters; scalars as 0-d tensors). Saved in training checkpoints only, never in models."""
+        return {}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`train_state` returned (tensors on the training device) when a fit resumes."""
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -209,7 +232,8 @@ class Detector:
         return self.device_
 
     # ------------------------------------------------------------------ fit
-    def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None) -> "Detector":
+    def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None,
+            checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False) -> "Detector":
         """Train on normal data ``x`` and calibrate the threshold; returns ``self``.
 
         Args:
@@ -218,6 +242,12 @@ class Detector:
             val_x: validation inputs. With ``val_y`` (1 = anomaly) the state with the best validation AUROC,
                 checked every ``val_every`` epochs, is kept; the threshold comes from its normal scores.
             val_y: labels of ``val_x``; without them ``val_x`` is taken as normal and only calibrates the threshold.
+            checkpoint: training checkpoint file (iterative detectors only): written atomically at the end of every
+                ``checkpoint_every``-th epoch with everything an identical continuation needs (see
+                ``docs/robustness.md``). Without ``resume`` a run starts from scratch and overwrites it.
+            checkpoint_every: epochs between checkpoints; 0 writes none (with ``resume``: only continue from one).
+            resume: continue from ``checkpoint`` (which must exist, from a run with the same configuration and data)
+                instead of epoch 1; on the same device the result is bit-identical to an uninterrupted run.
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a second fit starts from scratch
@@ -227,6 +257,7 @@ class Detector:
             raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
         self.input_kind_ = self._kind_of(x)
         self._check_patch_fields(self.input_kind_)
+        ckpt = make_plan(self, checkpoint, checkpoint_every, resume)
         xt = self._prepare(x)
         x_fit = xt  # what setup_data / fit_once see: the training set, or one random crop per image in patch mode
         if self.patch_size > 0:
@@ -239,18 +270,21 @@ class Detector:
             raise InputError("val_y needs val_x of the same length")
         if vy is not None and len(np.unique(vy)) < 2:
             raise InputError("labelled validation needs both normal (0) and anomalous (1) samples")
+        if ckpt is not None:
+            ckpt.data = data_fingerprint(xt, vx, vy)
         self.build(self.input_shape_)
         if not hasattr(self, "nets_"):
             self.nets_ = nn.ModuleDict()
         self.nets_.to(dev)
         self.setup_data(x_fit)
+        _dist.prepare(self)  # under torch.distributed: rank 0's weights on every rank, per-rank RNG streams
         self.history_: list[dict[str, float]] = []
         t0 = time.perf_counter()
         if self.iterative:
-            self._train_loop(xt, vx, vy)
+            self._train_loop(xt, vx, vy, ckpt)
         else:
             self.fit_once(x_fit.to(dev))
-        self.fit_seconds_ = time.perf_counter() - t0
+        self.fit_seconds_ = time.perf_counter() - t0 + (ckpt.seconds_before if ckpt is not None else 0.0)
         self.nets_.eval()
         self.decision_scores_ = self._score_prepared(xt)
         calib = self.decision_scores_
@@ -265,18 +299,23 @@ class Detector:
         }
         return self
 
-    def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None) -> None:
+    def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None,
+                    ckpt: CheckpointPlan | None = None) -> None:
         from sklearn.metrics import roc_auc_score
 
         dev = self._device()
         n = len(xt)
-        bs = min(self.batch_size, n)
+        bs, shard = _dist.global_batch(self.batch_size, n)  # N ranks: N x batch_size, this rank's slice of it
         steps = n // bs  # the last partial batch is dropped (BatchNorm needs > 1 sample)
         gen = torch.Generator().manual_seed(self.seed)
         best_auc, best_state = -math.inf, None
-        with _progress(self.verbose) as prog:
-            task = prog.add_task(f"{self.name}", total=self.epochs * steps, losses="")
-            for epoch in range(self.epochs):
+        start = 0  # with resume: the epochs the checkpoint holds, and everything the run held after them
+        if ckpt is not None and ckpt.resume:
+            start, best_auc, best_state = restore(self, ckpt, gen)
+            _dist.reseed(self, start)  # under torch.distributed: ranks > 0 leave rank 0's restored RNG stream
+        with _progress(self.verbose and _dist.is_main()) as prog, _dist.averaged_gradients(self):
+            task = prog.add_task(f"{self.name}", total=self.epochs * steps, completed=start * steps, losses="")
+            for epoch in range(start, self.epochs):
                 self.epoch_ = epoch
                 self.start_epoch(epoch)
                 self.nets_.train()
@@ -288,19 +327,22 @@ class Detector:
                         xb = random_crops(xb, self.patch_size, gen)  # (B, C, p, p): one random crop per image
                     if self.augment:
                         xb = augment(xb, self.augment, gen)
+                    xb = xb[shard]  # this rank's part of the global batch (all of it in one process)
                     if self.patch_size > 0:
                         xb = self._embed_crops(xb)
-                    losses = self.train_step(xb.to(dev))
+                    losses = _dist.mean_losses(self.train_step(xb.to(dev)))  # averaged over ranks
                     for k, v in losses.items():
                         v = float(v)
                         if not math.isfinite(v):
                             raise TrainingDiverged(
-                                f"{self.name}: loss {k} = {v} at epoch {epoch + 1}, step {i + 1}; training stopped "
-                                "and no model was written (lower the learning rates or check the inputs)"
+                                f"{self.name}: loss {k} = {v} at epoch {epoch + 1}, step {i + 1} (training step "
+                                f"{epoch * steps + i + 1}); training stopped and no model was written"
+                                f"{kept_note(ckpt)} (lower the learning rates or check the inputs)"
                             )
                         sums[k] = sums.get(k, 0.0) + v
                     text = " ".join(f"{k}={v / (i + 1):.3g}" for k, v in sums.items())
                     prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
+                _dist.sync_state(self)  # ranks validate and continue from rank 0's state (BatchNorm buffers)
                 rec: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
                 last = epoch + 1 == self.epochs
                 selectable = epoch + 1 >= self.selectable_from_epoch()
@@ -312,6 +354,8 @@ class Detector:
                         best_state = (copy.deepcopy(self.nets_.state_dict()), copy.deepcopy(self.extra_state()))
                     prog.console.log(f"epoch {epoch + 1}: validation AUROC {auc:.4f} (best {best_auc:.4f})")
                 self.history_.append(rec)
+                if ckpt is not None and ckpt.every > 0 and (epoch + 1) % ckpt.every == 0 and _dist.is_main():
+                    write_checkpoint(self, ckpt, epoch + 1, gen, best_auc, best_state)
         if best_state is not None:
             self.nets_.load_state_dict(best_state[0])
             self.load_extra_state(best_state[1])
@@ -333,12 +377,13 @@ class Detector:
         self.nets_.eval()
         dev = self._device()
         out = []
-        with torch.no_grad():
+        fast = scoring_view(self)  # self, or a view whose nets_ hold spectral norm computed once (anogen.inference)
+        with scoring_mode(self):  # torch.inference_mode (no_grad for methods that need autograd at scoring)
             if self.patch_size > 0:  # image score = the highest score of its windows (IV-B)
-                out = [s.amax(1) for _, s in self._over_windows(x, self._score_chunk)]  # (k,) per image chunk
+                out = [s.amax(1) for _, s in fast._over_windows(x, fast._score_chunk)]  # (k,) per image chunk
             else:
                 for i in range(0, len(x), self.eval_batch_size):
-                    out.append(self._score_chunk(x[i : i + self.eval_batch_size].to(dev)))
+                    out.append(fast._score_chunk(x[i : i + self.eval_batch_size].to(dev)))
         scores = torch.cat(out).numpy()
         if len(scores) != len(x):
             raise RuntimeError(f"{self.name} returned {len(scores)} scores for {len(x)} inputs")
@@ -361,11 +406,24 @@ class Detector:
         In patch mode every method has them: per-pixel patch maps averaged where windows overlap, or, for a method
         without ``anomaly_map``, the mean score of the windows covering each pixel."""
         self._check_fitted()
-        xt = self._prepare(x)
+        return self._maps_prepared(self._prepare(x))
+
+    def _maps_prepared(self, xt: Tensor) -> np.ndarray:
         self.nets_.eval()
-        if self.patch_size > 0:
-            return self._patch_maps(xt)
-        return self._batched(xt, self.anomaly_map).numpy()
+        fast = scoring_view(self)
+        with scoring_mode(self):
+            if self.patch_size > 0:
+                return fast._patch_maps(xt)
+            return fast._batched(xt, fast.anomaly_map).numpy()
+
+    def optimize(self, *, fold_batchnorm: bool = True, channels_last: bool = True) -> "Detector":
+        """Opt in to faster scoring that is exact in arithmetic but not bit for bit (BatchNorm folded into the
+        preceding layer, channels-last weights; tolerance ``anogen.inference.FAST_RTOL``); returns ``self``.
+
+        The saved model is unaffected; ``anogen.inference.exact(det)`` turns it off."""
+        from anogen.inference import optimize
+
+        return optimize(self, fold_batchnorm=fold_batchnorm, channels_last=channels_last)
 
     def has_anomaly_maps(self) -> bool:
         """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``anomaly_map``, or patch mode is on."""
@@ -444,14 +502,11 @@ class Detector:
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | Path) -> Path:
         """Write one self-contained model file (safetensors + JSON metadata), atomically."""
-        from safetensors.torch import save_file
-
         self._check_fitted()
         path = Path(path)
         tensors = {f"nets.{k}": v for k, v in self.nets_.state_dict().items()}
         tensors.update({f"extra.{k}": v for k, v in self.extra_state().items()})
         tensors["decision_scores_"] = torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float64))
-        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
         meta = {
             "format": FORMAT_VERSION,
             "anogen_version": library_version(),
@@ -470,73 +525,100 @@ class Detector:
             "fit_seconds": getattr(self, "fit_seconds_", None),
             "machine": platform.platform(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"anogen": json.dumps(meta)})
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model gets the usual permissions
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_save(tensors, path, {MODEL_KEY: json.dumps(meta)})
 
 
 def load(path: str | Path, device: str | None = None) -> Detector:
-    """A fitted detector from a file written by :meth:`Detector.save`; never executes code from the file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """A fitted detector from a file written by :meth:`Detector.save`; never executes code from the file.
 
-    from anogen._registry import get
-
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not an intact anogen model: another format (a pickle is refused, never unpickled),
+            truncated, safetensors without anogen metadata, a training checkpoint, or metadata naming an unknown
+            detector or fields, shapes the weights do not fit, missing or extra tensors.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("anogen")
-        tensors = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for foreign / truncated files
-        raise ValueError(f"{path} is not an anogen model file (expected safetensors with anogen metadata): {e}") from e
-    if raw is None:
-        raise ValueError(f"{path} is a safetensors file without anogen metadata; not an anogen model")
-    meta = json.loads(raw)
+    meta, tensors = read_tagged(path, MODEL_KEY, "model")
     if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} has model format {meta.get('format')}; this anogen reads format {FORMAT_VERSION}")
-    cls = get(meta["detector"])
-    config = meta["config"]
+        raise ValueError(f"{path} has model format {meta.get('format')!r}; this anogen reads format {FORMAT_VERSION}")
+    try:
+        return _from_model_file(path, meta, tensors, device)
+    except _Tampered as e:
+        raise ValueError(f"{path} is not an intact anogen model (damaged or edited): {e}") from e
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        msg = " ".join(str(e).split())[:800]
+        raise ValueError(f"{path} is not an intact anogen model (damaged or edited): {type(e).__name__}: {msg}") from e
+
+
+class _Tampered(Exception):
+    """A model file's contents contradict each other (raised inside :func:`load`, reported as ValueError)."""
+
+
+def _from_model_file(path: Path, meta: dict[str, Any], tensors: dict[str, Tensor], device: str | None) -> Detector:
+    from anogen._registry import available, get
+
+    name = meta.get("detector")
+    if not isinstance(name, str) or name not in available():
+        raise _Tampered(f"it names detector {name!r}, which this anogen does not have (it has "
+                        f"{', '.join(available())})")
+    cls = get(name)
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise _Tampered("its metadata has no configuration object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        raise _Tampered(f"its configuration has fields {unknown} that {name} does not have")
+    config = dict(config)
     for k, v in list(config.items()):
-        if k in fields and isinstance(v, list) and isinstance(fields[k].default, tuple):
+        if isinstance(v, list) and isinstance(fields[k].default, tuple):
             config[k] = tuple(v)
     if device is not None:
         config["device"] = device
-    det = cls(**{k: v for k, v in config.items() if k in fields})
-    det.input_kind_ = meta["input_kind"]
-    det.input_shape_ = tuple(meta["input_shape"])
+    shape, kind = meta.get("input_shape"), meta.get("input_kind")
+    if not (isinstance(shape, list) and shape and all(type(s) is int and s > 0 for s in shape)):
+        raise _Tampered(f"its input shape {shape!r} is not a list of positive integers")
+    if kind not in ("image", "vector"):
+        raise _Tampered(f"its input kind {kind!r} is neither 'image' nor 'vector'")
+    threshold = meta.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise _Tampered(f"its threshold {threshold!r} is not a number")
+    stray = sorted(k for k in tensors if not k.startswith(("nets.", "extra.")) and k != "decision_scores_")
+    if stray or "decision_scores_" not in tensors:
+        raise _Tampered(f"unexpected tensors {stray[:5]}" if stray else "the tensor decision_scores_ is missing")
+    det = cls(**config)
+    det.input_kind_ = kind
+    det.input_shape_ = tuple(shape)
     if meta.get("image_shape") is not None:
         det.image_shape_ = tuple(meta["image_shape"])  # patch mode: the whole images the windows slide over
+    if kind == "image" and not det._has_embed():  # the network sees what the saved preprocessing produces
+        side = det.patch_size if det.patch_size > 0 else det.image_size
+        if tuple(shape) != (det.channels, side, side):
+            raise _Tampered(f"its input shape {tuple(shape)} contradicts its configuration ({det.channels} channels, "
+                            f"{side} px)")
     det.build(det.input_shape_)
     if not hasattr(det, "nets_"):
         det.nets_ = nn.ModuleDict()
-    nets = {k[5:]: v for k, v in tensors.items() if k.startswith("nets.")}
-    det.nets_.load_state_dict(nets, strict=True)
+    missing, unexpected = _state_keys_differ(det.nets_.state_dict(), split_prefixed(tensors, "nets."))
+    if missing or unexpected:
+        raise _Tampered(f"its weights do not match a {name} for inputs {tuple(shape)}: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+    det.nets_.load_state_dict(split_prefixed(tensors, "nets."), strict=True)  # also refuses shape mismatches
     det.nets_.to(det._device()).eval()
-    det.load_extra_state({k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
+    det.load_extra_state(split_prefixed(tensors, "extra."))
     det.decision_scores_ = tensors["decision_scores_"].numpy()
-    det.threshold_ = float(meta["threshold"])
-    det.train_stats_ = meta["train_stats"]
-    det.history_ = meta["history"]
+    det.threshold_ = float(threshold)
+    det.train_stats_ = meta.get("train_stats")
+    det.history_ = meta.get("history") or []
     for key in ("best_epoch", "val_auroc", "fit_seconds"):
         if meta.get(key) is not None:
             setattr(det, key + "_", meta[key])
     det.metadata_ = meta
     return det
+
+
+def _state_keys_differ(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
 
 
 def window_starts(size: int, patch: int, stride: int) -> list[int]:

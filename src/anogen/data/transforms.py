@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from anogen.data.io import list_images, read_image
+from anogen.data.io import InputError, list_images, pil_to_array, read_image
 
 # ITU-R 601-2 luma weights, the same PIL uses for RGB -> L.
 _LUMA = (0.299, 0.587, 0.114)
@@ -28,10 +28,6 @@ CHANNEL_MODES = ("convert", "strict")
 RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area", "none")
 NORMALIZATIONS = ("tanh", "unit", "imagenet")
 AUGMENTATIONS = ("hflip", "vflip", "rotate", "rot90")
-
-
-class InputError(ValueError):
-    """An input that the declared preprocessing cannot turn into what the model expects."""
 
 
 @dataclass(frozen=True)
@@ -201,8 +197,8 @@ def _as_unit_images(data: Any) -> Tensor | list[Tensor]:
             what = f"item {i} ({item})" if isinstance(item, (str, Path)) else f"item {i}"
             if isinstance(item, (str, Path)):
                 arr = read_image(item)
-            elif hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
-                arr = np.asarray(item)
+            elif hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image: the conversions of image files
+                arr = pil_to_array(item, what)
             elif isinstance(item, np.ndarray):
                 arr = item
             elif isinstance(item, Tensor):
@@ -211,7 +207,7 @@ def _as_unit_images(data: Any) -> Tensor | list[Tensor]:
             else:
                 raise InputError(f"{what}: expected a path, PIL image or array, got {type(item).__name__}")
             out.append(torch.from_numpy(np.ascontiguousarray(_hwc_to_chw(_unit_from_array(arr, what), what))))
-        counts = sorted({t.shape[0] for t in out})
+        counts = sorted({t.shape[0] - (t.shape[0] in (2, 4)) for t in out})  # colour channels: alpha not counted
         if len(counts) > 1:
             raise InputError(f"images with mixed channel counts {counts} in one input; convert them to one format")
         return out

@@ -281,6 +281,26 @@ class _ALGANBase(GANTricks, Detector):
         if not hasattr(self, "buffer_"):
             self.buffer_ = FakeBuffer(2 * b)  # IV-A: twice the batch size
 
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the current latents z_d / z_g, whether they are due for a redraw, and the buffer x^."""
+        if not hasattr(self, "z_d_"):
+            return {}
+        state = {"z_d": self.z_d_, "z_d_anomalous": self.z_d_anomalous_, "z_g": self.z_g_,
+                 "resample_due": torch.tensor(self.resample_due_),
+                 "buffer_capacity": torch.tensor(self.buffer_.capacity)}
+        if len(self.buffer_):
+            state.update({"buffer_x": self.buffer_.x, "buffer_anomalous": self.buffer_.anomalous})
+        return state
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        if not state:
+            return
+        self.z_d_, self.z_d_anomalous_, self.z_g_ = state["z_d"], state["z_d_anomalous"].bool(), state["z_g"]
+        self.resample_due_ = bool(state["resample_due"])
+        self.buffer_ = FakeBuffer(int(state["buffer_capacity"]))
+        if "buffer_x" in state:
+            self.buffer_.x, self.buffer_.anomalous = state["buffer_x"].clone(), state["buffer_anomalous"].bool().clone()
+
     def train_step(self, x: Tensor) -> dict[str, float]:
         G, D = self.nets_["G"], self.nets_["D"]
         x = self.to_model(x)  # (B, ...) real normal data

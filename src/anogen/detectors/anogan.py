@@ -51,6 +51,7 @@ Deviations / choices (the thesis is silent or the reference codes disagree):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -99,6 +100,8 @@ class AnoGAN(GANTricks, Detector):
     """learning rate of the latent search"""
     search_optimizer: str = "adam"
     """optimizer of the latent search: adam or sgd"""
+
+    grad_at_scoring: ClassVar[bool] = True  # the latent search runs autograd: scored under no_grad, not inference_mode
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)

@@ -312,6 +312,13 @@ class _EBGANBase(GANTricks, Detector):
         """The network that scores (and that later stages train against): its EMA copy, or itself without EMA."""
         return self.nets_[f"{name}_ema"] if self.ema_decay > 0 else self.nets_[name]
 
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the EMA update counts (their warm-up decay depends on them)."""
+        return {f"ema_updates.{k}": torch.tensor(v) for k, v in self.ema_updates_.items()}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        self.ema_updates_ = {k.split(".", 1)[1]: int(v) for k, v in state.items() if k.startswith("ema_updates.")}
+
     def _ema_step(self, name: str) -> None:
         if self.ema_decay > 0:
             t = self.ema_updates_.get(name, 0)

@@ -189,6 +189,14 @@ class FAnoGAN(GANTricks, Detector):
         self.last_g_ = 0.0
 
     # ------------------------------------------------------------------ training
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the critic step count (G steps every n_dis-th) and the last G loss logged."""
+        return {"critic_steps": torch.tensor(self.critic_steps_),
+                "last_g": torch.tensor(self.last_g_, dtype=torch.float64)}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        self.critic_steps_, self.last_g_ = int(state["critic_steps"]), float(state["last_g"])
+
     def train_step(self, x: Tensor) -> dict[str, float]:
         if self.epoch_ < self.gan_epochs:
             return self._gan_step(x)  # stage 1

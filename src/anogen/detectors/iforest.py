@@ -131,6 +131,8 @@ class IForest(Detector):
 
     input_kind: ClassVar[str] = "any"
     iterative: ClassVar[bool] = False
+    onnx_unsupported: ClassVar[str] = ("its score walks every tree down to a leaf in a loop whose length depends on "
+                                       "the input (no fixed graph; anogen.export)")
 
     def __post_init__(self) -> None:
         if self.n_estimators < 1 or self.max_samples < 1 or self.pca_components < 0:
