@@ -28,6 +28,7 @@ import argparse
 import ast
 import csv
 import dataclasses
+import functools
 import inspect
 import io
 import json
@@ -52,6 +53,7 @@ _RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume"}
 
 
 # ---------------------------------------------------------------------------------------------- flags from fields
+@functools.lru_cache(maxsize=None)
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` from the string literal under each field in the class bodies (base classes first)."""
     docs: dict[str, str] = {}

@@ -67,6 +67,9 @@ def export_onnx(det: Any, path: str | Path, *, maps: bool | None = None, opset: 
     has_maps = det.has_anomaly_maps()
     if maps and not has_maps:
         raise ExportError(f"{det.name} has no anomaly maps to export (no anomaly_map and patch_size=0)")
+    if det.input_kind_ == "image" and det._has_embed():  # load lazy parts (a backbone) so the graph registers them
+        c, side = det.channels, det.image_size
+        det.decision_function(torch.rand(1, c, side, side, generator=torch.Generator().manual_seed(0)))
     graph = ScoringGraph(det, maps=has_maps if maps is None else bool(maps))
     example = graph.example_input(2, seed=det.seed)
     path = Path(path)
@@ -80,6 +83,7 @@ def export_onnx(det: Any, path: str | Path, *, maps: bool | None = None, opset: 
                 verbose=False,
             )
     except Exception as e:  # the exporter wraps the cause; its summary line says what could not be traced
+        path.unlink(missing_ok=True)
         text = str(e)
         m = re.search(r"Exception summary\s*\n+(.+)", text)
         why = m.group(1) if m else next((ln for ln in text.splitlines() if ln.strip()), type(e).__name__)
@@ -96,6 +100,7 @@ def export_onnx(det: Any, path: str | Path, *, maps: bool | None = None, opset: 
         for key, want in ref.items():
             err, scale = _rel_error(got[key], want)
             if err > EXPORT_RTOL * scale:
+                path.unlink(missing_ok=True)
                 raise ExportError(f"{det.name}: onnxruntime's {key} differs from decision_function by {err:.3g} "
                                   f"(> {EXPORT_RTOL} x scale {scale:.3g}); the export is not trustworthy")
     return path
