@@ -36,10 +36,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 import torch
-
-import common
 
 DETECTOR = "anomalib_ganomaly"
 CHANNELS = 3  # anomalib's Ganomaly builds GanomalyModel(num_input_channels=3) whatever the data
@@ -182,7 +181,7 @@ def run_accuracy(suite: str, spec: str, normal: Any, seed: int, size: int, epoch
         print(f"{DETECTOR} {suite} normal={normal} seed={seed} {variant}: test AUROC {m['auroc']:.3f} "
               f"(val {cb.best_auc:.3f} @ epoch {cb.best_epoch}/{epochs}), fit {fit_s:.0f} s, "
               f"{m['score_ms_per_image']:.2f} ms/img", flush=True)
-    except Exception as e:  # one crash is a record, as in anogen.bench.run_suite
+    except Exception as e:  # noqa: BLE001 -- one crash is a record, as in anogen.bench.run_suite
         rec = common.failed(base, e)
         print(f"FAILED {suite} {normal} seed {seed} {variant}: {rec['error']}", flush=True)
     common.append(out, rec)
@@ -204,7 +203,7 @@ def _time_batch(model: Any, x: torch.Tensor, repeats: int = 3) -> dict[str, Any]
         with FlopCounterMode(display=False) as fc:
             raw_scores(model, x, batch=len(x))
         flops: float | None = float(fc.get_total_flops())
-    except Exception:
+    except Exception:  # noqa: BLE001 -- no FLOP count is not an error (as anogen.bench._flops)
         flops = None
     n = len(x)
     return {"ms_per_image": 1000 * t / n, "images_per_second": n / t,
@@ -244,7 +243,7 @@ def run_speed(size: int, out: Path, prov: dict[str, Any], n_train: int = 32, see
         print(f"{DETECTOR} speed {size} px: b1 {rec['b1']['ms_per_image']:.2f} ms, b32 "
               f"{rec['b32']['ms_per_image']:.2f} ms/img, b64 {rec['b64']['ms_per_image']:.2f} ms/img, "
               f"{rec['params']} params, {fit_s:.1f} s / epoch of {n_train}", flush=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         rec = common.failed(rec, e)
         print(f"FAILED speed {size}: {rec['error']}", flush=True)
     rec["wall_seconds"] = time.perf_counter() - t0

@@ -28,10 +28,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import common
 import numpy as np
 import torch
-
-import common
 
 MODELS = ("autoencoder", "vae", "anogan", "alad")
 
@@ -127,7 +126,7 @@ def run(name: str, suite: str, spec: str, normal: Any, seed: int, size: int, out
                                    "val_auroc_note": "final model (PyOD selects nothing)"})
         print(f"{detector} {suite} normal={normal} seed={seed} {variant}: test AUROC {m['auroc']:.3f} "
               f"(val {auc_val:.3f}), fit {fit_s:.1f} s, {m['score_ms_per_image']:.3f} ms/img", flush=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         rec = common.failed(base, e)
         print(f"FAILED {detector} {suite} {normal} seed {seed}: {rec['error']}", flush=True)
     common.append(out, rec)

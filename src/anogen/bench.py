@@ -98,6 +98,14 @@ def _suites() -> dict[str, Suite]:
               cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
               max_train=None, max_test=None,
               description="Magnetic Tile Defects, ALGAN Table 3 protocol (shared split file, seeds 0 and 1)"),
+        Suite("mtd-hires", ["algan", "vae"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0],
+              detector_variants={
+                  "algan": {"64px": {"image_size": 64, "width": 32, "max_width": 256, "epochs": 60}},
+                  "vae": {"patch32": {"image_size": 128, "patch_size": 32, "patch_stride": 16, "n_conv": 3,
+                                      "epochs": 20}}},
+              cpu={"channels": 1}, paper={"channels": 1, "image_size": 256}, max_train=None, max_test=None,
+              description="MTD at higher resolution than the mtd suite's 32 px (ALGAN 64 px; VAE on 32 px patches "
+                          "of 128 px images, the unregularized-score paper's patch scheme)"),
         Suite("coil", "all", ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1],
               cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 128},
               max_train=None, max_test=None,
@@ -400,7 +408,8 @@ def iter_ok(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     last: dict[tuple, dict[str, Any]] = {}
     for r in records:
         if r.get("status") == "ok":
-            last[(r["suite"], r["detector"], r["data"], r["seed"], r["variant"], r["scale"])] = r
+            last[(r["suite"], r["detector"], r.get("data"), r.get("seed"), r.get("variant"), r.get("scale"),
+                  r.get("image_size"), r.get("peer"))] = r
     yield from last.values()
 
 

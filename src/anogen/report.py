@@ -36,6 +36,13 @@ PAPER_VARIANTS: dict[tuple[str, str, str], tuple[float, str]] = {
 }
 
 
+EXTRA_METRICS: dict[str, list[str]] = {"tricks": ["precision", "recall", "f1"]}
+"""Suites whose papers report more than AUROC (thesis Tables 51-55: AUROC, precision, recall, F1)."""
+
+METRIC_NAMES = {"precision": "Precision at the calibrated threshold", "recall": "Recall at the calibrated threshold",
+                "f1": "F1 at the calibrated threshold", "best_f1": "Best F1 over thresholds"}
+
+
 def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
 
@@ -46,8 +53,17 @@ def _mean_std(v: list[float]) -> tuple[float, float, int]:
 
 
 def _settings(r: dict[str, Any]) -> str:
+    from anogen._registry import get
+
     c = r.get("config", {})
-    bits = [f"{c.get('image_size')} px" if "image_size" in c else "", f"{c.get('epochs')} ep" if "epochs" in c else ""]
+    try:
+        iterative = get(r["detector"]).iterative
+    except KeyError:  # a peer's record
+        iterative = True
+    bits = [f"{c.get('image_size')} px" if "image_size" in c else "",
+            f"{c.get('epochs')} ep" if "epochs" in c and iterative else ""]
+    if c.get("patch_size"):
+        bits.append(f"{c['patch_size']} px patches")
     if r.get("max_train"):
         bits.append(f"<= {r['max_train']} train")
     return ", ".join(b for b in bits if b)
@@ -184,6 +200,33 @@ def _first_tensor(out: Any, like: Any) -> Any:
     return out
 
 
+def speed_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """One row per (detector, size) of the speed records (ours and the peers')."""
+    head = ["detector", "px", "threads", "params (M)", "b1 ms/img", "b64 ms/img", "b64 GFLOP/s", "% of matmul",
+            "b1 ms/img optimize()", "train s/epoch"]
+    rows = []
+
+    def g(d: Any, *ks: str) -> Any:
+        for k in ks:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d
+
+    for r in sorted(records, key=lambda r: (r["detector"], r.get("image_size", 0))):
+        if r.get("status") not in (None, "ok"):
+            continue
+        b64 = r.get("b64") or r.get("b32") or {}
+        gf, mm = b64.get("gflops_per_second"), r.get("matmul_gflops")
+        rows.append([r["detector"] + (f" ({r['peer']})" if r.get("peer") else ""), str(r.get("image_size", "")),
+                     str(g(r, "machine", "torch_threads") or ""),
+                     f"{r['params'] / 1e6:.2f}" if r.get("params") else "",
+                     f"{g(r, 'b1', 'ms_per_image'):.2f}" if g(r, "b1", "ms_per_image") else "",
+                     f"{b64['ms_per_image']:.2f}" if b64.get("ms_per_image") else "",
+                     f"{gf:.1f}" if gf else "", f"{100 * gf / mm:.0f}" if gf and mm else "",
+                     f"{g(r, 'b1_fast', 'ms_per_image'):.2f}" if g(r, "b1_fast", "ms_per_image") else "",
+                     f"{r['train_seconds_per_epoch']:.2f}" if r.get("train_seconds_per_epoch") else ""])
+    return head, rows
+
+
 def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6) -> list[tuple[str, Path]]:
     """Figures that need a saved model (``anogen bench --save-models``): generated samples (ALGAN Fig. 1),
     reconstructions, anomaly heat maps over test images with their ground-truth masks, and the VAE's score parts
@@ -282,6 +325,8 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         failed.extend(r for r in recs if r.get("status") == "failed")
     if not records:
         raise ValueError("no successful records to report")
+    speed = [r for r in records if r["suite"] == "speed"]
+    records = [r for r in records if r["suite"] != "speed"]
     by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_suite[r["suite"]].append(r)
@@ -308,6 +353,13 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
             md += ["Paper numbers: " + "; ".join(notes) + ". Our runs use the settings column.", ""]
         body.append(f'<h2 id="{_slug(suite)}">{html.escape(suite)}</h2><p>{html.escape(desc)}</p>'
                     f'<p class="meta">{html.escape(meta)}</p>' + _html_table(head, rows))
+        for metric in EXTRA_METRICS.get(suite, []):
+            h2, r2 = suite_table(recs, metric)
+            h2 = [c for c in h2 if c not in ("paper", "fit s", "ms / image", "settings")]
+            r2 = [row[: len(h2)] for row in r2]
+            what = METRIC_NAMES.get(metric, metric)
+            md += [f"{what}:", "", markdown(h2, r2), ""]
+            body.append(f"<p><b>{html.escape(what)}</b></p>" + _html_table(h2, r2))
         if notes:
             body.append('<p class="note">Paper numbers: ' + html.escape("; ".join(notes))
                         + ". Our runs use the settings in the last column.</p>")
@@ -316,6 +368,14 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
             body.append('<div class="figs">' + "".join(
                 f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
                 f'</figure>' for c, p in figs) + "</div>")
+    if speed:
+        head, rows = speed_table(speed)
+        md += ["## speed", "", "Scoring time per image and throughput at batch 1 and 64, achieved GFLOP/s against the "
+               "matmul rate measured in the same run, training seconds per epoch (32 random images).", "",
+               markdown(head, rows), ""]
+        body.append("<h2 id='speed'>speed</h2><p>Scoring ms per image (batch 1 / 64), achieved GFLOP/s against the "
+                    "fp32 matmul rate measured in the same run, training seconds per epoch of 32 images.</p>"
+                    + _html_table(head, rows))
     if failed:
         body.append(f"<h2>Failed runs ({len(failed)})</h2><ul>" + "".join(
             f"<li>{html.escape(r['suite'])} / {html.escape(r['detector'])} / {html.escape(str(r.get('variant')))}: "
