@@ -21,6 +21,7 @@ bench tricks         --out $R/tricks.jsonl --detectors ganomaly,skip_ganomaly,al
 bench lamp-mnist     --out $R/lamp-mnist.jsonl
 bench lamp           --out $R/lamp.jsonl
 bench erase          --out $R/erase.jsonl
+bench erase32        --out $R/erase32.jsonl
 # MNIST one-class: the consistency paper's Fig. 5 detectors (plus the four CE-BiGAN variants), seeds 0 and 1
 bench mnist          --out $R/mnist.jsonl       --seeds 0 --detectors ae,anogan,bigan,ce_bigan,alad,f_anogan
 bench mnist          --out $R/mnist-seed1.jsonl --seeds 1 --detectors ae,anogan,bigan,ce_bigan,alad,f_anogan

@@ -26,11 +26,16 @@ PAPER: dict[tuple[str, str], tuple[float, str]] = {
     ("mtd", "skip_ganomaly"): (0.504, "ALGAN paper Table 3"),
     ("coil", "algan"): (0.999, "ALGAN paper Table 4: full COIL-100, 10 runs"),
     ("coil", "algan_feature"): (1.000, "ALGAN paper Table 4: full COIL-100, 10 runs"),
-    ("mnist", "ae"): (0.926, "LAMP paper Table 1: L2, batch 16, mean of the ten one-class tasks"),
 }
 """(suite, detector) -> (the paper's AUROC, where it comes from and under which settings)."""
 
 PAPER_VARIANTS: dict[tuple[str, str, str], tuple[float, str]] = {
+    ("lamp-mnist", "ae", "L2"): (0.926, "LAMP paper Table 1: L2, batch 16, mean over the ten one-class tasks"),
+    ("lamp-mnist", "ae", "LAMP-L2"): (0.932, "LAMP paper Table 1: LAMP-L2, batch 16, mean over the ten tasks"),
+    ("erase", "vae", "elbo"): (0.745, "unregularized-score paper, SVHN toy (4 x 4 erased): the ELBO score"),
+    ("erase", "vae", "unregularized"): (0.943, "unregularized-score paper, SVHN toy: the unregularized score M"),
+    ("erase32", "vae", "elbo"): (0.745, "unregularized-score paper, SVHN toy (4 x 4 erased): the ELBO score"),
+    ("erase32", "vae", "unregularized"): (0.943, "unregularized-score paper, SVHN toy: the unregularized score M"),
     ("algan-ablation", "algan", "none"): (0.643, "ALGAN Table 7 (MVTec AD mean, not MTD)"),
     ("algan-ablation", "algan", "both"): (0.878, "ALGAN Table 7 (MVTec AD mean, not MTD)"),
 }
@@ -69,10 +74,19 @@ def _settings(r: dict[str, Any]) -> str:
     return ", ".join(b for b in bits if b)
 
 
+def _source(r: dict[str, Any]) -> str:
+    """The data source of a record without path and options: "mtd", "erase:mnist", "digits"."""
+    head = r["data"].split(",")[0]
+    parts = head.split(":")
+    return ":".join(parts[:2]) if parts[0] == "erase" else parts[0]
+
+
 def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[list[str], list[list[str]]]:
     """Header and rows for one suite: one row per (detector, variant); columns = normal classes (or variants)."""
     suite = records[0]["suite"]
-    classes = sorted({str(r.get("normal")) for r in records}, key=lambda c: (len(c), c))
+    sources = {_source(r) for r in records}
+    colkey = (lambda r: str(r.get("normal")) if len(sources) == 1 or r.get("normal") is not None else _source(r))
+    classes = sorted({colkey(r) for r in records}, key=lambda c: (len(c), c))
     variants = list(dict.fromkeys(r["variant"] for r in records))
     by_variant_cols = len(classes) == 1 and len(variants) > 1
     cols = variants if by_variant_cols else classes
@@ -80,14 +94,14 @@ def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[l
     extra: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         row = (r["detector"], "" if by_variant_cols else r["variant"])
-        col = r["variant"] if by_variant_cols else str(r.get("normal"))
+        col = r["variant"] if by_variant_cols else colkey(r)
         cells[row][col].append(r["metrics"][metric])
         extra[row]["fit"].append(r["fit_seconds"])
         extra[row]["ms"].append(r["metrics"].get("score_ms_per_image", np.nan))
         extra[row]["settings"] = [_settings(r)]  # type: ignore[list-item]
     show_cols = [c for c in cols if c != "None"]
     head = ["detector"] + ([] if by_variant_cols or len(variants) == 1 else ["variant"])
-    head += [f"normal {c}" if not by_variant_cols and c != "None" else c for c in show_cols]
+    head += [f"normal {c}" if not by_variant_cols and c.isdigit() else c for c in show_cols]
     if len(show_cols) > 1 and not by_variant_cols:
         head.append("mean")
     if not show_cols:
