@@ -30,3 +30,11 @@ anogen --threads 2 bench speed --out $R/speed.jsonl --detectors algan,ganomaly,s
 python benchmarks/load_test.py --out $R/load.jsonl
 anogen report $R/*.jsonl $R/peers/*.jsonl -o benchmarks/report
 python benchmarks/update_docs.py
+# Figures that need fitted models (samples, reconstructions, heat maps, VAE score parts): the same runs again (CPU
+# training is deterministic for a seed, so the records repeat the suites' numbers), with the models saved.
+M=benchmarks/models   # not committed (*.anogen is ignored)
+bench digits  --out $R/showcase.jsonl --save-models $M --detectors algan,ae,vae,ganomaly --classes 0
+bench mtd     --out $R/showcase.jsonl --save-models $M --detectors vae,ae --seeds 0 --data-root "$DATA"
+bench erase32 --out $R/showcase.jsonl --save-models $M --detectors vae --variants unregularized --seeds 0
+anogen report $R/*.jsonl $R/peers/*.jsonl -o benchmarks/report   # showcase.jsonl sorts after the suites it repeats
+python benchmarks/update_docs.py

@@ -331,16 +331,19 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
+    every: list[dict[str, Any]] = []
     for f in record_files:
         recs = read_records(f)
         if not recs and not Path(f).exists():
             raise FileNotFoundError(f"records file not found: {f}")
-        records.extend(iter_ok(recs))
+        every.extend(recs)
         failed.extend(r for r in recs if r.get("status") == "failed")
+    records.extend(iter_ok(every))  # across files too: a later file's record of the same run wins
     if not records:
         raise ValueError("no successful records to report")
     speed = [r for r in records if r["suite"] == "speed"]
-    records = [r for r in records if r["suite"] != "speed"]
+    load = [r for r in records if r["suite"] == "load"]
+    records = [r for r in records if r["suite"] not in ("speed", "load") and "auroc" in (r.get("metrics") or {})]
     by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_suite[r["suite"]].append(r)
@@ -354,7 +357,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         commits = sorted({(r.get("git_commit") or "?")[:8] for r in recs})
         machines = sorted({f"{r['machine'].get('processor')} x{r['machine'].get('cpu_count')}"
                            + (f" + {r['machine']['gpu']}" if r["machine"].get("gpu") else "") for r in recs})
-        scales = sorted({r["scale"] for r in recs})
+        scales = sorted({str(r.get("scale", "peer")) for r in recs})
         seeds = sorted({r["seed"] for r in recs})
         meta = (f"scale {', '.join(scales)}; seeds {seeds}; commit {', '.join(commits)}; machine "
                 f"{'; '.join(machines)}; data {recs[0]['data']}")
@@ -390,6 +393,14 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         body.append("<h2 id='speed'>speed</h2><p>Scoring ms per image (batch 1 / 64), achieved GFLOP/s against the "
                     "fp32 matmul rate measured in the same run, training seconds per epoch of 32 images.</p>"
                     + _html_table(head, rows))
+    if load:
+        head = ["detector", "px", "requests", "concurrency", "failed", "req / s", "p50 ms", "p99 ms", "mean group"]
+        rows = [[r["detector"], str(r.get("image_size")), str(r["issued"]), str(r["settings"]["concurrency"]),
+                 str(r["failed"]), f"{r['throughput_rps']:.1f}", f"{r['latency_ms']['p50']:.1f}",
+                 f"{r['latency_ms']['p99']:.1f}", f"{r['server']['mean_group']:.1f}"] for r in load]
+        md += ["## load", "", "`anogen serve` on loopback (benchmarks/load_test.py).", "", markdown(head, rows), ""]
+        body.append("<h2 id='load'>serving load test</h2><p><code>anogen serve</code> on loopback, "
+                    "benchmarks/load_test.py.</p>" + _html_table(head, rows))
     if failed:
         body.append(f"<h2>Failed runs ({len(failed)})</h2><ul>" + "".join(
             f"<li>{html.escape(r['suite'])} / {html.escape(r['detector'])} / {html.escape(str(r.get('variant')))}: "
@@ -406,7 +417,7 @@ def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
     seed it ran, the paper's number where there is one, and the settings (for ``docs/methods/<name>.md``)."""
     groups: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        if r.get("suite") != "speed":
+        if "auroc" in (r.get("metrics") or {}):
             groups[r["detector"]][(r["suite"], r["variant"])].append(r)
     out = {}
     for det, by in groups.items():
