@@ -21,8 +21,10 @@ daisy (it is not with ImageNet scaling).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -137,3 +139,31 @@ def _wide_resnet101_2() -> Backbone:
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return Backbone("wide_resnet101_2", body, BACKBONES["wide_resnet101_2"])  # last block: (B, 2048, 7, 7) at 224 px
+
+
+# ---------------------------------------------------------------------------------------------------- PCA
+# Shared by the GMM and Isolation Forest baselines (fitted with scikit-learn, applied in torch so that a saved model
+# needs only the mean and components tensors).
+def pca_fit(x: np.ndarray, requested: int, seed: int, who: str) -> dict[str, Tensor]:
+    """scikit-learn PCA with min(requested, n - 1, D) components: {"pca_mean": (D,), "pca_components": (K, D)}."""
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
+    k = min(requested, n - 1, d)
+    if k < 1:
+        from anogen.data.transforms import InputError
+
+        raise InputError(f"{who}: PCA needs at least 2 training samples, got {n}")
+    if k < requested:
+        warnings.warn(f"{who}: pca_components={requested} clipped to {k} (n_samples - 1 = {n - 1}, dimension {d})",
+                      stacklevel=3)
+    pca = PCA(n_components=k, random_state=seed).fit(x)
+    return {"pca_mean": torch.from_numpy(pca.mean_.copy()), "pca_components": torch.from_numpy(pca.components_.copy())}
+
+
+def pca_project(x: Tensor, state: dict[str, Tensor]) -> Tensor:
+    """(B, D) -> (B, K) float64: (x - mean) @ components^T, scikit-learn's ``PCA.transform`` (no whitening)."""
+    x = x.double()
+    if "pca_mean" not in state:
+        return x
+    return (x - state["pca_mean"].to(x.device)) @ state["pca_components"].to(x.device).T

@@ -39,43 +39,18 @@ Deviations / choices:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.data.transforms import InputError
 from anogen.detector import Detector
+from anogen.features import pca_fit, pca_project
 
 SCORES = ("nll", "unregularized")
-
-
-# ---------------------------------------------------------------------------------------------------- shared helpers
-def pca_fit(x: np.ndarray, requested: int, seed: int, who: str) -> dict[str, Tensor]:
-    """scikit-learn PCA with min(requested, n - 1, D) components: {"pca_mean": (D,), "pca_components": (K, D)}."""
-    from sklearn.decomposition import PCA
-
-    n, d = x.shape
-    k = min(requested, n - 1, d)
-    if k < 1:
-        raise InputError(f"{who}: PCA needs at least 2 training samples, got {n}")
-    if k < requested:
-        warnings.warn(f"{who}: pca_components={requested} clipped to {k} (n_samples - 1 = {n - 1}, dimension {d})",
-                      stacklevel=3)
-    pca = PCA(n_components=k, random_state=seed).fit(x)
-    return {"pca_mean": torch.from_numpy(pca.mean_.copy()), "pca_components": torch.from_numpy(pca.components_.copy())}
-
-
-def pca_project(x: Tensor, state: dict[str, Tensor]) -> Tensor:
-    """(B, D) -> (B, K) float64: (x - mean) @ components^T, scikit-learn's ``PCA.transform`` (no whitening)."""
-    x = x.double()
-    if "pca_mean" not in state:
-        return x
-    return (x - state["pca_mean"].to(x.device)) @ state["pca_components"].to(x.device).T
 
 
 # ---------------------------------------------------------------------------------------------------- scores

@@ -30,7 +30,6 @@ Deviations / choices:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -39,28 +38,13 @@ import torch
 from torch import Tensor, nn
 
 from anogen._registry import register
-from anogen.data.transforms import InputError
 from anogen.detector import Detector
+from anogen.features import pca_fit, pca_project
 
 TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples")
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def pca_fit(x: np.ndarray, requested: int, seed: int, who: str) -> dict[str, Tensor]:
-    """scikit-learn PCA with min(requested, n - 1, D) components: {"pca_mean": (D,), "pca_components": (K, D)}."""
-    from sklearn.decomposition import PCA
-
-    n, d = x.shape
-    k = min(requested, n - 1, d)
-    if k < 1:
-        raise InputError(f"{who}: PCA needs at least 2 training samples, got {n}")
-    if k < requested:
-        warnings.warn(f"{who}: pca_components={requested} clipped to {k} (n_samples - 1 = {n - 1}, dimension {d})",
-                      stacklevel=3)
-    pca = PCA(n_components=k, random_state=seed).fit(x)
-    return {"pca_mean": torch.from_numpy(pca.mean_.copy()), "pca_components": torch.from_numpy(pca.components_.copy())}
-
-
 def average_path_length(n: Tensor) -> Tensor:
     """c(n): average path length of an unsuccessful BST search in n samples (0 for n <= 1, 1 for n = 2)."""
     n = n.double()
@@ -158,10 +142,7 @@ class IForest(Detector):
     @staticmethod
     def features(x: Tensor, state: dict[str, Tensor]) -> Tensor:
         """(B, ...) -> (B, K) float64: flattened, then (x - mean) @ components^T where a PCA was fitted."""
-        x = x.flatten(1).double()
-        if "pca_mean" not in state:
-            return x
-        return (x - state["pca_mean"].to(x.device)) @ state["pca_components"].to(x.device).T
+        return pca_project(x.flatten(1), state)
 
     def score_batch(self, x: Tensor) -> Tensor:
         return isolation_scores(self.features(x, self.state_), self.state_)  # (B,) = -score_samples
