@@ -1,5 +1,5 @@
 """What the peer scripts share: anogen's splits, preprocessing, metrics and record schema, so that a peer's record
-sits beside anogen's own (``anogen.bench.run_one`` / ``run_suite`` / ``speed_one``) and is read by the same report.
+sits beside anogen's own (``anogen.bench.run_one`` / ``run_suite`` / ``anogen.speed.speed_one``) and is read by the same report.
 
 Runs in ``benchmarks/peers/.venv`` (see ``setup.sh``), where anogen is installed editable beside anomalib and PyOD.
 

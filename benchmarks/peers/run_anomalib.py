@@ -189,7 +189,7 @@ def run_accuracy(suite: str, spec: str, normal: Any, seed: int, size: int, epoch
 
 # ---------------------------------------------------------------------------------------------------- speed
 def _time_batch(model: Any, x: torch.Tensor, repeats: int = 3) -> dict[str, Any]:
-    """As ``anogen.bench.speed_one``: median of ``repeats`` timed scoring calls after a warm-up; FLOPs counted."""
+    """As ``anogen.speed.speed_one``: median of ``repeats`` timed scoring calls after a warm-up; FLOPs counted."""
     from torch.utils.flop_counter import FlopCounterMode
 
     raw_scores(model, x, batch=len(x))
@@ -203,7 +203,7 @@ def _time_batch(model: Any, x: torch.Tensor, repeats: int = 3) -> dict[str, Any]
         with FlopCounterMode(display=False) as fc:
             raw_scores(model, x, batch=len(x))
         flops: float | None = float(fc.get_total_flops())
-    except Exception:  # noqa: BLE001 -- no FLOP count is not an error (as anogen.bench._flops)
+    except Exception:  # noqa: BLE001 -- no FLOP count is not an error (as anogen.speed._flops)
         flops = None
     n = len(x)
     return {"ms_per_image": 1000 * t / n, "images_per_second": n / t,
@@ -212,8 +212,8 @@ def _time_batch(model: Any, x: torch.Tensor, repeats: int = 3) -> dict[str, Any]
 
 
 def run_speed(size: int, out: Path, prov: dict[str, Any], n_train: int = 32, seed: int = 0) -> None:
-    """The ``speed`` record of ``anogen.bench.run_speed`` for anomalib's GANomaly at its defaults (3 channels)."""
-    from anogen.bench import matmul_gflops
+    """The ``speed`` record of ``anogen.speed.run_speed`` for anomalib's GANomaly at its defaults (3 channels)."""
+    from anogen.speed import matmul_gflops
     from anogen.metrics import time_scoring
 
     key = common.run_key("speed", DETECTOR, size, torch.get_num_threads(), common.peer_versions()["anomalib"])

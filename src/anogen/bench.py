@@ -371,24 +371,13 @@ def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_fa
         task = prog.add_task(f"suite {runs[0].suite if runs else ''}", total=len(todo), now="")
         for run in todo:
             prog.update(task, now=f"{run.detector} {run.spec.split(',')[-1]} seed {run.seed} {run.variant}")
-            rec: dict[str, Any] = {
-                "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector, "data": run.spec,
-                "normal": run.normal, "seed": run.seed, "variant": run.variant, "scale": run.scale,
-                "overrides": run.overrides, "max_train": run.max_train, "max_test": run.max_test,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,
-            }
-            try:
-                rec.update(run_one(run, models_dir))
-                rec["status"] = "ok"
-                counts["ok"] += 1
-                auc = rec["metrics"]["auroc"]
-                prog.console.print(f"{run.detector:>14} {run.variant:<18} {run.spec.split(':')[0]} "
-                                 f"{run.normal} s{run.seed}: AUROC {auc:.3f} ({rec['fit_seconds']:.1f} s)")
-            except Exception as e:  # one crash is a record, not the end of the suite
-                rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}",
-                            "traceback": traceback.format_exc(limit=8)})
-                counts["failed"] += 1
-                prog.console.print(f"[red]{run.detector} {run.variant} failed: {type(e).__name__}: {e}[/]")
+            rec = _run_record(run, prov, models_dir)  # one crash is a failed record, not the end of the suite
+            counts[rec["status"]] += 1
+            if rec["status"] == "ok":
+                prog.console.print(f"{run.detector:>14} {run.variant:<18} {run.spec.split(':')[0]} {run.normal} "
+                                   f"s{run.seed}: AUROC {rec['metrics']['auroc']:.3f} ({rec['fit_seconds']:.1f} s)")
+            else:
+                prog.console.print(f"[red]{run.detector} {run.variant} failed: {rec['error']}[/]")
             _append(out, rec)
             prog.advance(task)
     return counts
@@ -423,153 +412,6 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit("use: anogen bench SUITE --out FILE.jsonl")
 
 
-# ---------------------------------------------------------------------------------------------------- speed
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's measured fp32 matmul rate (GFLOP/s) with torch's current thread count: the best of
-    ``repeats`` timed (n x n) @ (n x n) products after a warm-up."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
-
-
-def _flops(det: Any, x: Any) -> float | None:
-    """FLOPs of one ``score_batch`` call on the prepared batch ``x`` (torch's flop counter), or None."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    try:
-        with FlopCounterMode(display=False) as fc, torch.no_grad():
-            det.score_batch(x)
-        return float(fc.get_total_flops())
-    except Exception:
-        return None
-
-
-def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, n_train: int = 32,
-              repeats: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Scoring ms / image at batch 1 and 64, images / s, achieved GFLOP/s, and training seconds per epoch of
-    ``n_train`` random images, for detector ``name`` at ``size`` px (paper widths unless ``overrides``)."""
-    import torch
-
-    import anogen
-
-    rng = np.random.default_rng(seed)
-    ov = {"image_size": size, "epochs": 1, "verbose": False, "seed": seed, **(overrides or {})}
-    det = anogen.create(name, **ov)
-    fields = det.field_names()
-    ch = int(ov.get("channels", det.channels))
-    train = rng.integers(0, 256, size=(n_train, size, size, ch), dtype=np.uint8)
-    det.fit(train)
-    out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_, "n_train": n_train,
-                           "params": int(sum(p.numel() for p in det.nets_.parameters()))}
-    for batch in (1, 64):
-        imgs = rng.integers(0, 256, size=(batch, size, size, ch), dtype=np.uint8)
-        x = det._prepare(imgs).to(det._device())
-        det.nets_.eval()
-        flops = _flops(det, x)
-        times = _scoring_times(det, x, repeats)  # decision_function's path and Detector.optimize()'s, interleaved
-        for key, t in (("", times["default"]), ("_fast", times["fast"])):
-            out[f"b{batch}{key}"] = {"ms_per_image": 1000 * t / batch, "images_per_second": batch / t,
-                                     "gflop": None if flops is None else flops / 1e9,
-                                     "gflops_per_second": None if flops is None else flops / t / 1e9}
-        out[f"b{batch}_end_to_end_ms_per_image"] = metrics_time(det, imgs)
-    out["config"] = _jsonable({k: getattr(det, k) for k in fields})
-    return out
-
-
-def _scoring_times(det: Any, x: Any, repeats: int) -> dict[str, float]:
-    """Median seconds of one ``score_batch`` call on the prepared batch ``x`` as ``decision_function`` runs it
-    (``default``: inference mode, spectral norm computed once; :mod:`anogen.inference`) and with the opt-in
-    :meth:`Detector.optimize` (``fast``: BatchNorm folded, channels-last), the two timed alternately."""
-    import copy
-
-    from anogen import inference
-
-    fast = inference.optimize(copy.copy(det))  # a shallow copy: the same nets, its own fast-path option
-    paths = {"default": det, "fast": fast}
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    for r in range(repeats + 1):  # the first round warms up (and builds the frozen views)
-        for key, d in paths.items():
-            t0 = time.perf_counter()
-            view = inference.scoring_view(d)
-            with inference.scoring_mode(d):
-                view.score_batch(x)
-            if r:
-                times[key].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
-
-
-def metrics_time(det: Any, imgs: Any) -> float:
-    from anogen.metrics import time_scoring
-
-    return time_scoring(det, imgs, repeats=3)
-
-
-SPEED_SIZES = (32, 64, 128, 256)
-
-
-def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tuple[int, ...] = SPEED_SIZES,
-              overrides: dict[str, Any] | None = None, budget_s: float = 120.0) -> dict[str, int]:
-    """The ``speed`` suite (ALGAN paper Tables 5-6; issue 7's hardware ratio): one record per detector x size.
-
-    Every record carries this run's measured matmul rate, so achieved GFLOP/s / matmul GFLOP/s is the share of the
-    hardware limit. A detector whose measurement at one size takes longer than ``budget_s`` is not measured at the
-    larger sizes (recorded as ``status: skipped``). Image detectors only; sizes are image sides in pixels.
-    """
-    import torch
-
-    from anogen._registry import available, get
-
-    names = detectors or [n for n in available() if get(n).input_kind == "image"]
-    prov = provenance()
-    peak = matmul_gflops()
-    out = Path(out)
-    done = {r["run_id"] for r in read_records(out) if r.get("status") == "ok"}
-    counts = {"total": 0, "ok": 0, "failed": 0, "skipped": 0}
-    for name in names:
-        over_budget = False
-        for size in sizes:
-            counts["total"] += 1
-            key = hashlib.sha1(json.dumps(["speed", name, size, _jsonable(overrides or {}), torch.get_num_threads()],
-                                          sort_keys=True).encode()).hexdigest()[:16]
-            if key in done:
-                counts["skipped"] += 1
-                continue
-            rec: dict[str, Any] = {"schema": SCHEMA, "run_id": key, "suite": "speed", "detector": name,
-                                   "image_size": size, "overrides": overrides or {}, "matmul_gflops": peak,
-                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov}
-            if over_budget:
-                rec.update({"status": "skipped", "error": f"a smaller size took over {budget_s:.0f} s"})
-                counts["skipped"] += 1
-                _append(out, rec)
-                continue
-            t0 = time.perf_counter()
-            try:
-                rec.update(speed_one(name, size, overrides=overrides))
-                rec["status"] = "ok"
-                counts["ok"] += 1
-                g = rec["b64"]["gflops_per_second"]
-                print(f"{name:>14} {size:>4} px: b1 {rec['b1']['ms_per_image']:.2f} ms, b64 "
-                      f"{rec['b64']['ms_per_image']:.2f} ms/img"
-                      + (f", {g:.1f} GFLOP/s = {100 * g / peak:.0f} % of matmul" if g else "")
-                      + f"; optimize(): b1 {rec['b1_fast']['ms_per_image']:.2f}, b64 "
-                        f"{rec['b64_fast']['ms_per_image']:.2f} ms/img", flush=True)
-            except Exception as e:
-                rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}"})
-                counts["failed"] += 1
-            rec["wall_seconds"] = time.perf_counter() - t0
-            over_budget = rec["wall_seconds"] > budget_s
-            _append(out, rec)
-    return counts
-
-
 # ---------------------------------------------------------------------------------------------------- Ray (extra)
 def _record_head(run: Run, prov: dict[str, Any]) -> dict[str, Any]:
     """The fields of a record that describe the run and where it ran (as :func:`run_suite` writes them)."""
@@ -581,12 +423,9 @@ def _record_head(run: Run, prov: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ray_task(run: Run, cwd: str, models_dir: str | None) -> dict[str, Any]:
-    """One run as a complete record, made on the Ray worker that runs it (its provenance is that node's); a crash
-    inside the run is a ``failed`` record, as in :func:`run_suite`."""
-    if Path(cwd).is_dir():
-        os.chdir(cwd)  # relative data paths (the default ../shared/data) resolve as on the driver
-    rec = _record_head(run, provenance())
+def _run_record(run: Run, prov: dict[str, Any], models_dir: str | Path | None) -> dict[str, Any]:
+    """One run as a complete record, ``status`` ok or failed (with the error and a short traceback)."""
+    rec = _record_head(run, prov)
     try:
         rec.update(run_one(run, models_dir))
         rec["status"] = "ok"
@@ -594,6 +433,14 @@ def _ray_task(run: Run, cwd: str, models_dir: str | None) -> dict[str, Any]:
         rec.update({"status": "failed", "error": f"{type(e).__name__}: {e}",
                     "traceback": traceback.format_exc(limit=8)})
     return rec
+
+
+def _ray_task(run: Run, cwd: str, models_dir: str | None) -> dict[str, Any]:
+    """One run as a complete record, made on the Ray worker that runs it (its provenance is that node's); a crash
+    inside the run is a ``failed`` record, as in :func:`run_suite`."""
+    if Path(cwd).is_dir():
+        os.chdir(cwd)  # relative data paths (the default ../shared/data) resolve as on the driver
+    return _run_record(run, provenance(), models_dir)
 
 
 def run_suite_ray(runs: list[Run], out: str | Path, address: str = "local", *, num_cpus: float = 1.0,
