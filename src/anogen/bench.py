@@ -319,8 +319,13 @@ def provenance() -> dict[str, Any]:
         except Exception:
             return None
 
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    if commit is None and os.environ.get("ANOGEN_GIT_COMMIT"):  # a copy of a checkout without .git (a GPU host):
+        commit = os.environ["ANOGEN_GIT_COMMIT"]  # the launcher states the commit the copy was made from
+        dirty = os.environ.get("ANOGEN_GIT_DIRTY", "1") != "0"
     return {
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": commit, "git_dirty": dirty,
         "versions": {"anogen": anogen.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                      "numpy": np.__version__, "sklearn": sklearn.__version__, "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

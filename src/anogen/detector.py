@@ -21,6 +21,7 @@ inference view and save / load. Atomic writing and checkpoint I/O live in ``chec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -112,6 +113,13 @@ class Detector:
     """batch size for scoring"""
     verbose: bool = True
     """show a progress bar during fit"""
+    precision: str = "fp32"
+    """arithmetic of training and scoring: fp32, or bf16 (autocast on CPU and CUDA: convolutions and matrix products in
+    bfloat16 with fp32 master weights; every network's output is cast back to fp32, so losses, log / softplus terms
+    and score reductions run in fp32)"""
+    channels_last: bool = False
+    """keep 4-D weights and image batches in channels-last memory format (faster convolution kernels, most of all
+    in bf16)"""
 
     name: ClassVar[str] = "detector"
     input_kind: ClassVar[str] = "image"
@@ -227,13 +235,34 @@ class Detector:
         dev = self._device()
         with torch.no_grad():
             for i in range(0, len(x), self.eval_batch_size):
-                out.append(fn(x[i : i + self.eval_batch_size].to(dev)).float().cpu())
+                with self.amp():
+                    out.append(fn(self._layout(x[i : i + self.eval_batch_size].to(dev))).float().cpu())
         return torch.cat(out)
 
     def _device(self) -> torch.device:
         if not hasattr(self, "device_"):
             self.device_ = resolve_device(self.device)
         return self.device_
+
+    # ------------------------------------------------------------------ precision
+    def amp(self) -> contextlib.AbstractContextManager[Any]:
+        """The context training and scoring run under: nothing for ``precision="fp32"``; for ``"bf16"`` autocast to
+        bfloat16 on this detector's device, with every network of ``nets_`` returning fp32 outputs."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        check_precision(self.precision)
+        if hasattr(self, "nets_"):
+            fp32_outputs(self.nets_)
+        return torch.autocast(self._device().type, dtype=torch.bfloat16)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        """``x`` (and, once, ``nets_``) in channels-last memory format when ``channels_last`` is set and x is 4-D."""
+        if not self.channels_last or x.dim() != 4:
+            return x
+        if hasattr(self, "nets_") and not self.nets_.__dict__.get("_anogen_channels_last"):
+            self.nets_.to(memory_format=torch.channels_last)
+            self.nets_.__dict__["_anogen_channels_last"] = True
+        return x.contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None,
@@ -255,6 +284,7 @@ class Detector:
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a second fit starts from scratch
+        check_precision(self.precision)
         _seed_everything(self.seed)
         dev = self._device()
         if y is not None and np.asarray(y).astype(int).any():
@@ -312,6 +342,7 @@ class Detector:
         bs, shard = _dist.global_batch(self.batch_size, n)  # N ranks: N x batch_size, this rank's slice of it
         steps = n // bs  # the last partial batch is dropped (BatchNorm needs > 1 sample)
         gen = torch.Generator().manual_seed(self.seed)
+        xt = on_device(xt, dev)  # on a GPU the training set stays there as one tensor: no per-batch host copies
         best_auc, best_state = -math.inf, None
         start = 0  # with resume: the epochs the checkpoint holds, and everything the run held after them
         if ckpt is not None and ckpt.resume:
@@ -319,14 +350,16 @@ class Detector:
             _dist.reseed(self, start)  # under torch.distributed: ranks > 0 leave rank 0's restored RNG stream
         with _progress(self.verbose and _dist.is_main()) as prog, _dist.averaged_gradients(self):
             task = prog.add_task(f"{self.name}", total=self.epochs * steps, completed=start * steps, losses="")
+            self.epoch_seconds_: list[float] = []  # wall time of each epoch's steps (throughput records)
             for epoch in range(start, self.epochs):
                 self.epoch_ = epoch
+                t_epoch = time.perf_counter()
                 self.start_epoch(epoch)
                 self.nets_.train()
                 perm = torch.randperm(n, generator=gen)
                 sums: dict[str, float] = {}
                 for i in range(steps):
-                    xb = xt[perm[i * bs : (i + 1) * bs]]
+                    xb = xt[perm[i * bs : (i + 1) * bs].to(xt.device)]
                     if self.patch_size > 0:
                         xb = random_crops(xb, self.patch_size, gen)  # (B, C, p, p): one random crop per image
                     if self.augment:
@@ -334,7 +367,8 @@ class Detector:
                     xb = xb[shard]  # this rank's part of the global batch (all of it in one process)
                     if self.patch_size > 0:
                         xb = self._embed_crops(xb)
-                    losses = _dist.mean_losses(self.train_step(xb.to(dev)))  # averaged over ranks
+                    with self.amp():
+                        losses = _dist.mean_losses(self.train_step(self._layout(xb.to(dev))))  # averaged over ranks
                     for k, v in losses.items():
                         v = float(v)
                         if not math.isfinite(v):
@@ -346,6 +380,9 @@ class Detector:
                         sums[k] = sums.get(k, 0.0) + v
                     text = " ".join(f"{k}={v / (i + 1):.3g}" for k, v in sums.items())
                     prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                self.epoch_seconds_.append(time.perf_counter() - t_epoch)
                 _dist.sync_state(self)  # ranks validate and continue from rank 0's state (BatchNorm buffers)
                 rec: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
                 last = epoch + 1 == self.epochs
@@ -372,7 +409,8 @@ class Detector:
 
     def _score_chunk(self, x: Tensor) -> Tensor:
         """``score_batch`` on one batch already on the device -> (B,) float64 on the CPU, checked for its length."""
-        s = self.score_batch(x).detach().double().cpu().reshape(-1)
+        with self.amp():
+            s = self.score_batch(self._layout(x)).detach().double().cpu().reshape(-1)
         if len(s) != len(x):
             raise RuntimeError(f"{self.name}.score_batch returned {len(s)} scores for {len(x)} inputs")
         return s
@@ -480,7 +518,8 @@ class Detector:
             outs = []
             for j in range(0, len(patches), self.eval_batch_size):
                 pb = patches[j : j + self.eval_batch_size].to(dev)
-                outs.append(fn(self.embed(pb) if self._has_embed() else pb).detach().cpu())
+                with self.amp():
+                    outs.append(fn(self.embed(pb) if self._has_embed() else pb).detach().float().cpu())
             out = torch.cat(outs)
             yield i, out.reshape(-1, n_win, *out.shape[1:])
 
@@ -625,6 +664,47 @@ def _state_keys_differ(expected: dict[str, Any], got: dict[str, Any]) -> tuple[l
     return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
 
 
+PRECISIONS = ("fp32", "bf16")
+"""Values of the ``precision`` field."""
+
+
+def check_precision(precision: str) -> None:
+    """Refuse a ``precision`` this library does not run (fp16: every method steps its own optimizers, so a loss
+    scaler would have to enter each ``train_step``; bf16 has fp32's range and needs none)."""
+    if precision == "fp16":
+        raise ValueError("precision='fp16' is not supported: it needs a gradient scaler inside every method's "
+                         "train_step; use precision='bf16' (fp32's exponent range, no scaler needed) on CPU or GPU")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+
+
+def _to_fp32(out: Any) -> Any:
+    if isinstance(out, Tensor):
+        return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_fp32(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _to_fp32(v) for k, v in out.items()}
+    return out
+
+
+def fp32_outputs(nets: nn.ModuleDict) -> None:
+    """Make every network of ``nets`` return fp32 tensors (a forward hook, installed once per network): under bf16
+    autocast the layers inside run in bfloat16, and what a method computes from their outputs stays in fp32."""
+    for net in nets.values():
+        if not net.__dict__.get("_anogen_fp32_outputs"):
+            net.register_forward_hook(lambda _m, _i, out: _to_fp32(out))
+            net.__dict__["_anogen_fp32_outputs"] = True
+
+
+def on_device(x: Tensor, device: torch.device, share: float = 0.25) -> Tensor:
+    """``x`` moved to a CUDA ``device`` when it takes at most ``share`` of the free device memory, else as it is."""
+    if device.type != "cuda" or x.device == device:
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.to(device) if x.numel() * x.element_size() <= share * free else x
+
+
 def window_starts(size: int, patch: int, stride: int) -> list[int]:
     """Offsets of the sliding windows along one side: 0, stride, 2 stride, ..., plus ``size - patch`` (the last
     window touching the border) when the stride does not land on it."""
@@ -650,12 +730,13 @@ def sliding_windows(x: Tensor, tops: Tensor, lefts: Tensor, patch: int) -> Tenso
 def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
     """(B, C, H, W) -> (B, C, patch, patch): one crop per image at a uniform random offset drawn from ``generator``."""
     b, c, h, w = x.shape
-    top = torch.randint(0, h - patch + 1, (b,), generator=generator)
-    left = torch.randint(0, w - patch + 1, (b,), generator=generator)
-    ar = torch.arange(patch)
+    top = torch.randint(0, h - patch + 1, (b,), generator=generator).to(x.device)
+    left = torch.randint(0, w - patch + 1, (b,), generator=generator).to(x.device)
+    ar = torch.arange(patch, device=x.device)
     rows = (top[:, None] + ar)[:, None, :, None]  # (B, 1, p, 1)
     cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
-    return x[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    bi, ci = torch.arange(b, device=x.device), torch.arange(c, device=x.device)
+    return x[bi[:, None, None, None], ci[None, :, None, None], rows, cols]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

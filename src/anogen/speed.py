@@ -1,5 +1,7 @@
-"""The ``speed`` suite (ALGAN paper Tables 5-6; issue 7): scoring ms / image at batch 1 and 64, achieved GFLOP/s
-against the fp32 matmul rate measured in the same run, training seconds per epoch, for 32-256 px.
+"""The ``speed`` suite (ALGAN paper Tables 5-6; issues 7, 13): scoring ms / image at batch 1 and 64, achieved
+GFLOP/s against the matmul rate of the same dtype (fp32 or bf16, ``--set precision=bf16``) measured in the same run
+on the same device, training images / s at batch 32 (the second epoch, after the first one's warm-up) and seconds
+per epoch, for 32-256 px.
 
 ``anogen bench speed --out F.jsonl [--detectors A,B] [--sizes 32,64]``; records share :mod:`anogen.bench`'s
 provenance fields and file handling.
@@ -18,19 +20,29 @@ import numpy as np
 from anogen.bench import SCHEMA, _append, _jsonable, provenance, read_records
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """This machine's measured fp32 matmul rate (GFLOP/s) with torch's current thread count: the best of
-    ``repeats`` timed (n x n) @ (n x n) products after a warm-up."""
+def matmul_gflops(n: int = 2048, repeats: int = 5, *, dtype: str = "fp32", device: str = "cpu") -> float:
+    """This machine's measured matmul rate (GFLOP/s) in ``dtype`` (fp32 or bf16) on ``device`` with torch's current
+    thread count: the best of ``repeats`` timed (n x n) @ (n x n) products after a warm-up."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
     a @ b
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _flops(det: Any, x: Any) -> float | None:
@@ -39,14 +51,14 @@ def _flops(det: Any, x: Any) -> float | None:
     from torch.utils.flop_counter import FlopCounterMode
 
     try:
-        with FlopCounterMode(display=False) as fc, torch.no_grad():
+        with FlopCounterMode(display=False) as fc, torch.no_grad(), det.amp():
             det.score_batch(x)
         return float(fc.get_total_flops())
     except Exception:
         return None
 
 
-def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, n_train: int = 32,
+def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, n_train: int = 64,
               repeats: int = 3, seed: int = 0) -> dict[str, Any]:
     """Scoring ms / image at batch 1 and 64, images / s, achieved GFLOP/s, and training seconds per epoch of
     ``n_train`` random images, for detector ``name`` at ``size`` px (paper widths unless ``overrides``)."""
@@ -54,14 +66,23 @@ def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, 
     import anogen
 
     rng = np.random.default_rng(seed)
-    ov = {"image_size": size, "epochs": 1, "verbose": False, "seed": seed, **(overrides or {})}
+    from anogen._registry import get
+
+    fields = get(name).field_names()
+    ov = {"image_size": size, "epochs": 2, "batch_size": 32, "verbose": False, "seed": seed}
+    ov.update({k: 1 for k in ("encoder_epochs",) if k in fields})  # staged methods: a GAN epoch, then the encoder
+    ov.update(overrides or {})
     det = anogen.create(name, **ov)
-    fields = det.field_names()
     ch = int(ov.get("channels", det.channels))
     train = rng.integers(0, 256, size=(n_train, size, size, ch), dtype=np.uint8)
     det.fit(train)
-    out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_, "n_train": n_train,
-                           "params": int(sum(p.numel() for p in det.nets_.parameters()))}
+    out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_ / max(det.epochs, 1), "n_train": n_train,
+                           "params": int(sum(p.numel() for p in det.nets_.parameters())),
+                           "precision": det.precision, "channels_last": det.channels_last}
+    if getattr(det, "epoch_seconds_", None):  # the last epoch: after the first one's warm-up (kernel selection)
+        steps = n_train // int(det.batch_size)
+        out["train_images_per_second"] = steps * int(det.batch_size) / det.epoch_seconds_[-1]
+        out["train_batch_size"] = int(det.batch_size)
     for batch in (1, 64):
         imgs = rng.integers(0, 256, size=(batch, size, size, ch), dtype=np.uint8)
         x = det._prepare(imgs).to(det._device())
@@ -92,8 +113,9 @@ def _scoring_times(det: Any, x: Any, repeats: int) -> dict[str, float]:
         for key, d in paths.items():
             t0 = time.perf_counter()
             view = inference.scoring_view(d)
-            with inference.scoring_mode(d):
-                view.score_batch(x)
+            with inference.scoring_mode(d), d.amp():
+                view.score_batch(d._layout(x))
+            _sync(x.device)
             if r:
                 times[key].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
@@ -122,7 +144,9 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
 
     names = detectors or [n for n in available() if get(n).input_kind == "image"]
     prov = provenance()
-    peak = matmul_gflops()
+    dev = "cuda" if torch.cuda.is_available() and (overrides or {}).get("device", "auto") in ("auto", "cuda") else "cpu"
+    dtype = "bf16" if (overrides or {}).get("precision") == "bf16" else "fp32"
+    peak = matmul_gflops(dtype=dtype, device=dev)
     out = Path(out)
     done = {r["run_id"] for r in read_records(out) if r.get("status") == "ok"}
     counts = {"total": 0, "ok": 0, "failed": 0, "skipped": 0}
@@ -137,6 +161,7 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
                 continue
             rec: dict[str, Any] = {"schema": SCHEMA, "run_id": key, "suite": "speed", "detector": name,
                                    "image_size": size, "overrides": overrides or {}, "matmul_gflops": peak,
+                                   "matmul_dtype": dtype, "matmul_device": dev,
                                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov}
             if over_budget:
                 rec.update({"status": "skipped", "error": f"a smaller size took over {budget_s:.0f} s"})
