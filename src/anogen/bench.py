@@ -319,11 +319,13 @@ def provenance() -> dict[str, Any]:
         except Exception:
             return None
 
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    if commit is None and os.environ.get("ANOGEN_GIT_COMMIT"):  # a copy of a checkout without .git (a GPU host):
-        commit = os.environ["ANOGEN_GIT_COMMIT"]  # the launcher states the commit the copy was made from
+    if os.environ.get("ANOGEN_GIT_COMMIT"):  # a copy of a checkout on another machine (a lent GPU host), whose own
+        # .git, if any, may not hold the commit it was copied from: the launcher states the commit and cleanliness
+        commit = os.environ["ANOGEN_GIT_COMMIT"]
         dirty = os.environ.get("ANOGEN_GIT_DIRTY", "1") != "0"
+    else:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     return {
         "git_commit": commit, "git_dirty": dirty,
         "versions": {"anogen": anogen.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
