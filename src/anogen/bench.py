@@ -81,6 +81,10 @@ FIG5 = ["ae", "anogan", "bigan", "ce_bigan", "alad", "f_anogan"]
 """The detectors of the consistency paper's Fig. 5 (AnoGAN, EGBAD = bigan, CE-BiGAN variants, plus ALAD, f-AnoGAN)."""
 
 
+PRECISION_VARIANTS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16", "channels_last": True}}
+"""Issue 13's accuracy check: the same runs in fp32 and in bf16."""
+
+
 def _suites() -> dict[str, Suite]:
     gray = {"channels": 1}
     return {s.name: s for s in [
@@ -148,6 +152,14 @@ def _suites() -> dict[str, Suite]:
               cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
+        Suite("precision-mtd", ["algan", "ganomaly", "ae", "vae"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"],
+              seeds=[0, 1], variants=PRECISION_VARIANTS, cpu={"channels": 1, "image_size": 32},
+              paper={"channels": 1, "image_size": 256}, max_train=None, max_test=None,
+              description="fp32 vs bf16 (autocast + channels-last) training and scoring on MTD, same seeds"),
+        Suite("precision-digits", ["algan", "ganomaly", "ae", "vae"], ["digits:normal={normal}"],
+              classes=list(range(10)), seeds=[0], variants=PRECISION_VARIANTS, cpu=gray, paper=gray,
+              max_train=None, max_test=None,
+              description="fp32 vs bf16 (autocast + channels-last) on one-class digits, every digit normal in turn"),
         Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
               variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
               description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
