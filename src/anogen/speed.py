@@ -38,6 +38,15 @@ def matmul_gflops(n: int = 2048, repeats: int = 5, *, dtype: str = "fp32", devic
     return 2 * n**3 / best / 1e9
 
 
+def _loadavg() -> list[float] | None:
+    import os
+
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every platform
+        return None
+
+
 def _sync(device: Any) -> None:
     import torch
 
@@ -169,8 +178,10 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
                 _append(out, rec)
                 continue
             t0 = time.perf_counter()
+            rec["loadavg_before"] = _loadavg()  # timings from a busy machine say so
             try:
                 rec.update(speed_one(name, size, overrides=overrides))
+                rec["loadavg_after"] = _loadavg()
                 rec["status"] = "ok"
                 counts["ok"] += 1
                 g = rec["b64"]["gflops_per_second"]
