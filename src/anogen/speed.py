@@ -1,4 +1,4 @@
-"""The ``speed`` suite (ALGAN paper Tables 5-6; issues 7, 13): scoring ms / image at batch 1 and 64, achieved
+"""The ``speed`` suite (ALGAN paper Tables 5-6; issues 7, 13): scoring ms / image at batch 1, 32 and 64, achieved
 GFLOP/s against the matmul rate of the same dtype (fp32 or bf16, ``--set precision=bf16``) measured in the same run
 on the same device, training images / s at batch 32 (the second epoch, after the first one's warm-up) and seconds
 per epoch, for 32-256 px.
@@ -92,7 +92,7 @@ def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, 
         steps = n_train // int(det.batch_size)
         out["train_images_per_second"] = steps * int(det.batch_size) / det.epoch_seconds_[-1]
         out["train_batch_size"] = int(det.batch_size)
-    for batch in (1, 64):
+    for batch in (1, 32, 64):
         imgs = rng.integers(0, 256, size=(batch, size, size, ch), dtype=np.uint8)
         x = det._prepare(imgs).to(det._device())
         det.nets_.eval()
