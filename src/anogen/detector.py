@@ -36,6 +36,9 @@ import torch
 from torch import Tensor, nn
 
 from anogen import distributed as _dist
+from anogen._util import library_version, resolve_device  # noqa: F401  (resolve_device: also public here)
+from anogen._util import params_jsonable as _jsonable
+from anogen._util import seed_everything as _seed_everything
 from anogen.checkpoint import (
     MODEL_KEY,
     CheckpointPlan,
@@ -61,19 +64,6 @@ class NotFittedError(ValueError, AttributeError):
 class TrainingDiverged(RuntimeError):
     """Raised when a training loss becomes NaN or infinite; no model file is written, and the last training
     checkpoint written before it (``fit(checkpoint=...)``) stays on disk, intact."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; anything else as torch spells it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def library_version() -> str:
-    from anogen import __version__
-
-    return __version__
 
 
 @dataclass(kw_only=True)
@@ -656,18 +646,6 @@ def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
     rows = (top[:, None] + ar)[:, None, :, None]  # (B, 1, p, 1)
     cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
     return x[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 class _NullProgress:

@@ -220,8 +220,8 @@ def _rel_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
 def _write_metadata(path: Path, det: Any, graph: ScoringGraph) -> None:
     import onnx
 
-    from anogen import __version__
-    from anogen.detector import _jsonable
+    from anogen._util import __version__
+    from anogen._util import params_jsonable as _jsonable
 
     model = onnx.load(str(path))
     if graph.vector:
