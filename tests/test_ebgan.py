@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import anogen
-from anogen.cli import _presets
+from anogen.run import presets as _presets
 from anogen.detectors.ebgan import (
     EBGAN, ENCEBGAN, PRESETS, SENCEBGAN, batch_margin_loss, energy, frozen_bn_stats, pulling_away, stage_lengths,
 )

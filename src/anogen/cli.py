@@ -47,11 +47,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from anogen._util import UserError
+from anogen.run import CHECKPOINT_FILE, train_and_report
+from anogen.run import presets as presets_of
+
 EXIT_ERROR = 2
-MODEL_FILE = "model.anogen"
-CHECKPOINT_FILE = "checkpoint.anogen-ckpt"  # training checkpoint in OUT (--checkpoint-every / --resume)
 DEMO_SPEC = "digits:normal=0"
-_TIMING_IMAGES = 256  # scoring speed is measured on at most this many test images
 # train's own flags; a detector field of these names gets no flag
 _RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume"}
 
@@ -215,10 +216,6 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, soft_wrap=True, highlight=False)
 
 
-class UserError(Exception):
-    """An error in what the user asked for, reported as one line with exit code 2."""
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
     from anogen.detector import TrainingDiverged
 
@@ -229,145 +226,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _one_line(e: BaseException) -> str:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     return " ".join(str(msg).split()) or type(e).__name__
-
-
-def _presets(cls: type) -> dict[str, dict[str, Any]]:
-    """The method file's ``PRESETS`` that fit ``cls`` (a file registering variants may hold presets for one)."""
-    found = getattr(sys.modules.get(cls.__module__), "PRESETS", None) or {}
-    fields = set(cls.field_names())  # type: ignore[attr-defined]
-    return {k: dict(v) for k, v in found.items() if set(v) <= fields}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-# ---------------------------------------------------------------------------------------------- train / evaluate
-def _fit_kwargs(val: Any) -> dict[str, Any]:
-    """The split's validation set as labelled validation (both classes) or as normal calibration data."""
-    if val is None or len(val) == 0:
-        return {}
-    classes = set(np.unique(val.y).tolist())
-    if classes == {0, 1}:
-        return {"val_x": val.x, "val_y": val.y}
-    if classes == {0}:
-        return {"val_x": val.x}
-    raise UserError(f"the validation set holds only anomalies ({len(val)}); it can neither select nor calibrate")
-
-
-def _has_map(det: Any) -> bool:
-    return det.has_anomaly_maps()  # a per-pixel anomaly_map, or patch mode (maps assembled from patch scores)
-
-
-def train_and_report(
-    name: str, overrides: dict[str, Any], spec: str, out: Path, *, seed: int = 0, console: Any = None,
-    checkpoint_every: int = 0, resume: bool = False,
-) -> dict[str, Any]:
-    """Load ``spec``, fit detector ``name`` on its train split, save it, evaluate on its test split, draw the plots.
-
-    With ``checkpoint_every`` > 0 a training checkpoint ``out/checkpoint.anogen-ckpt`` is written every that many
-    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`).
-
-    Returns the record also written to ``out/metrics.json`` (when the split has a labelled test set).
-    """
-    from rich.markup import escape
-
-    import anogen
-    from anogen import distributed, metrics, plots
-    from anogen.data.spec import load_spec
-
-    console = console or _console()
-    out = Path(out)
-    split = load_spec(spec, seed=seed)
-    det = anogen.create(name, **overrides)
-    fit_kw = _fit_kwargs(split.val)
-    n_val = 0 if split.val is None else len(split.val)
-    n_test = 0 if split.test is None else len(split.test)
-    how = "labelled validation" if "val_y" in fit_kw else ("normal calibration" if fit_kw else "no validation")
-    console.print(f"[bold]{name}[/] on [bold]{escape(split.name or spec)}[/]: {len(split.train)} train, "
-                  f"{n_val} validation ({how}), {n_test} test")
-    if checkpoint_every or resume:
-        fit_kw.update(checkpoint=out / CHECKPOINT_FILE, checkpoint_every=checkpoint_every, resume=resume)
-    det.fit(split.train.x, **fit_kw)
-    if not distributed.is_main():  # under torchrun every rank trains; rank 0 alone writes model, metrics, plots
-        return {"detector": name, "data": spec, "rank": distributed.rank_world()[0], "fit_seconds": det.fit_seconds_}
-    files: dict[str, Path] = {"model": det.save(out / MODEL_FILE)}
-    record: dict[str, Any] = {
-        "detector": name, "data": spec, "split": split.name, "seed": seed,
-        "n_train": len(split.train), "n_val": n_val, "n_test": n_test,
-        "threshold": det.threshold_, "best_epoch": getattr(det, "best_epoch_", None),
-        "val_auroc": getattr(det, "val_auroc_", None), "fit_seconds": det.fit_seconds_,
-    }
-    test = split.test
-    if test is not None and len(test) and len(np.unique(test.y)) == 2:
-        scores = det.decision_function(test.x)
-        m = metrics.summarize(test.y, scores, threshold=det.threshold_)
-        m["fit_seconds"] = det.fit_seconds_
-        m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(min(n_test, _TIMING_IMAGES))).x)
-        if test.masks is not None and _has_map(det):
-            m.update(_pixel_eval(det, test, scores, out, files))
-        record["metrics"] = m
-        files["roc"] = out / "roc.png"
-        plots.roc_curve(test.y, scores, files["roc"], label=name, title=f"ROC: {name} on {split.name or spec}")
-        files["histogram"] = out / "histogram.png"
-        plots.score_histogram(test.y, scores, det.threshold_, files["histogram"],
-                              title=f"Test anomaly scores: {name} on {split.name or spec}")
-    elif test is not None and len(test):
-        console.print("[yellow]the test set holds one class only: no AUROC / ROC / histogram[/]")
-    if det.history_ and det.history_[0].keys() - {"epoch"}:
-        files["validation"] = out / "validation.png"
-        plots.validation_curve(det.history_, files["validation"], title=f"Training {name}")
-    if callable(getattr(det, "generate", None)) and det.input_kind_ == "image":
-        files["samples"] = out / "samples.png"
-        plots.sample_grid(det.generate(10, seed=seed), det.generate(10, anomalous=True, seed=seed), files["samples"],
-                          title=f"{name}: generated samples")
-    record["config"] = _jsonable(det.get_params())
-    record["anogen_version"] = anogen.__version__
-    record["files"] = {k: str(v) for k, v in files.items()}
-    if "metrics" in record:
-        files["metrics"] = out / "metrics.json"
-        record["files"]["metrics"] = str(files["metrics"])
-        files["metrics"].write_text(json.dumps(_jsonable(record), indent=2) + "\n")
-    _print_summary(console, record)
-    return record
-
-
-def _pixel_eval(det: Any, test: Any, scores: np.ndarray, out: Path, files: dict[str, Path]) -> dict[str, Any]:
-    """Pixel AUROC over the test set (masks brought to the map size) and a heat map of the most anomalous images."""
-    from anogen import metrics, plots
-    from anogen.data.io import read_image
-
-    masks = [None if m is None else (read_image(m) if isinstance(m, (str, Path)) else np.asarray(m))
-             for m in test.masks]
-    order = np.argsort(-scores)[:6]
-    sub = test.subset(order)
-    files["heatmap"] = out / "heatmap.png"
-    plots.anomaly_heatmap(det.preprocess.denormalize(det.preprocess(sub.x)).numpy(), det.anomaly_maps(sub.x),
-                          [masks[i] for i in order], files["heatmap"], scores=scores[order].tolist(),
-                          title=f"{det.name}: most anomalous test images")
-    maps = det.anomaly_maps(test.x)  # (N, S, S) at the model's image size
-    return {"pixel_auroc": metrics.pixel_auroc(_masks_like(masks, maps.shape[1:]), maps)}
-
-
-def _masks_like(masks: list[np.ndarray | None], shape: tuple[int, ...]) -> np.ndarray:
-    """Ground-truth masks brought to the map size by the library's transforms (nearest neighbour, no blending)."""
-    from anogen.data.transforms import Preprocess
-
-    if shape[0] != shape[1]:
-        raise ValueError(f"expected square anomaly maps, got {shape}")
-    to_map = Preprocess(image_size=shape[0], channels=1, channel_mode="convert", resize="nearest", normalize="unit")
-    items = [np.zeros(shape, np.uint8) if m is None else (np.asarray(m) > 0).astype(np.uint8) * 255 for m in masks]
-    return to_map(items)[:, 0].numpy() > 0.5  # (N, S, S) bool
 
 
 def _print_summary(console: Any, record: dict[str, Any]) -> None:
@@ -428,7 +286,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     preset = _fmt_overrides(PRESETS["cpu"])
     console.print(f"[bold]anogen demo[/]: ALGAN (preset cpu: {preset}, channels=1) on one-class digits")
     t0 = time.perf_counter()
-    train_and_report("algan", overrides, DEMO_SPEC, Path(args.out), seed=args.seed, console=console)
+    _print_summary(console, train_and_report("algan", overrides, DEMO_SPEC, Path(args.out), seed=args.seed,
+                                             console=console))
     console.print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -444,7 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cls = get(args.model)
     overrides: dict[str, Any] = {}
     if args.preset is not None:
-        presets = _presets(cls)
+        presets = presets_of(cls)
         if args.preset not in presets:
             raise UserError(f"{args.model} has no preset {args.preset!r}; presets: {', '.join(presets) or 'none'}")
         overrides.update(presets[args.preset])
@@ -454,8 +313,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = distributed.init_from_env(str(overrides.get("device", cls.device)))
     console = _console() if distributed.is_main() else _console_quiet()
     try:
-        train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console,
-                         checkpoint_every=args.checkpoint_every, resume=args.resume)
+        record = train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console,
+                                  checkpoint_every=args.checkpoint_every, resume=args.resume)
+        if distributed.is_main():  # the other ranks write nothing and print nothing
+            _print_summary(console, record)
     except BaseException:
         if started:
             distributed.shutdown(barrier=False)
@@ -667,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "data split and the model.\n\nData specs (--data):\n" + _spec_forms())
         m.add_argument("--data", required=True, metavar="SPEC", help="data spec (forms above), e.g. digits:normal=0")
         m.add_argument("--out", required=True, metavar="DIR", help="output folder")
-        presets = _presets(cls)
+        presets = presets_of(cls)
         if presets:
             m.add_argument("--preset", choices=sorted(presets), default=None,
                            help="start from these explicit overrides (flags below still win): "
