@@ -1,7 +1,7 @@
 """The Detector base: one fit loop, scoring, validation / model selection, threshold, save / load.
 
 A method subclasses :class:`Detector` as a keyword-only dataclass and supplies ``build``, ``train_step`` and
-``score_batch`` (and ``anomaly_map`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
+``score_batch`` (and ``map_batch`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
 loop, keeping the best validation state, threshold calibration, saving -- lives here, once.
 
 Patch mode (``patch_size > 0``, any image detector; Matsubara et al. IV-B, ``papers/004_41020bdc449fbf6e.txt``): the
@@ -124,9 +124,24 @@ class Detector:
         """(B,) anomaly scores, higher = more anomalous, for a preprocessed batch."""
         raise NotImplementedError
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
-        """(B, H, W) per-pixel anomaly map, for methods that have one."""
+    def map_batch(self, x: Tensor) -> Tensor:
+        """(B, H, W) per-pixel anomaly maps of a preprocessed batch, for methods that have them (users call
+        :meth:`anomaly_maps`, which takes any input)."""
         raise NotImplementedError(f"{self.name} has no anomaly map")
+
+    @property
+    def anomaly_map(self) -> Any:
+        """The old name of the per-method hook (now :meth:`map_batch`): an AttributeError saying what to call."""
+        raise AttributeError(
+            f"{type(self).__name__}.anomaly_map was renamed: call anomaly_maps(x) for per-pixel maps of any input "
+            "(numpy array, tensor, image paths, folder), or map_batch(x) for the per-method hook on a preprocessed "
+            "tensor batch")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "anomaly_map" in vars(cls):  # a method file written for the old hook name would silently lose its maps
+            raise TypeError(f"{cls.__qualname__} defines anomaly_map: the per-method hook is named "
+                            "map_batch(self, x: Tensor) -> Tensor (B, H, W)")
 
     def selectable_from_epoch(self) -> int:
         """First 1-based epoch whose state may be kept by validation (methods trained in stages return the first
@@ -398,7 +413,7 @@ class Detector:
         """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them.
 
         In patch mode every method has them: per-pixel patch maps averaged where windows overlap, or, for a method
-        without ``anomaly_map``, the mean score of the windows covering each pixel."""
+        without ``map_batch``, the mean score of the windows covering each pixel."""
         self._check_fitted()
         return self._maps_prepared(self._prepare(x))
 
@@ -408,7 +423,7 @@ class Detector:
         with scoring_mode(self):
             if self.patch_size > 0:
                 return fast._patch_maps(xt)
-            return fast._batched(xt, fast.anomaly_map).numpy()
+            return fast._batched(xt, fast.map_batch).numpy()
 
     def optimize(self, *, fold_batchnorm: bool = True, channels_last: bool = True) -> "Detector":
         """Opt in to faster scoring that is exact in arithmetic but not bit for bit (BatchNorm folded into the
@@ -420,8 +435,8 @@ class Detector:
         return optimize(self, fold_batchnorm=fold_batchnorm, channels_last=channels_last)
 
     def has_anomaly_maps(self) -> bool:
-        """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``anomaly_map``, or patch mode is on."""
-        return type(self).anomaly_map is not Detector.anomaly_map or self.patch_size > 0
+        """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``map_batch``, or patch mode is on."""
+        return type(self).map_batch is not Detector.map_batch or self.patch_size > 0
 
     # ------------------------------------------------------------------ patch mode
     def _has_embed(self) -> bool:
@@ -482,8 +497,8 @@ class Detector:
         rows, cols = tops[:, None] + ar, lefts[:, None] + ar  # (ny, p), (nx, p)
         pix = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(-1)  # (ny * nx * p * p,) flat pixel ids
         count = torch.zeros(h * w, dtype=torch.float64).index_add_(0, pix, torch.ones(len(pix), dtype=torch.float64))
-        per_pixel = type(self).anomaly_map is not Detector.anomaly_map
-        fn = self.anomaly_map if per_pixel else self._score_chunk
+        per_pixel = type(self).map_batch is not Detector.map_batch
+        fn = self.map_batch if per_pixel else self._score_chunk
         maps = []
         with torch.no_grad():
             for _, out in self._over_windows(x, fn):  # (k, n_win, p, p) maps or (k, n_win) scores

@@ -83,7 +83,7 @@ Deviations / choices (the thesis is silent or unfinished on each unless said):
   ``image``, ``feature`` = ||AE_D(x~) - AE_D(x)||_2, ``embedding`` = ||Enc_D(x~) - Enc_D(x)||_2, ``comb`` (default)
   = (1 - score_weight) image + score_weight feature, score_weight = 0.45. SENCEBGAN (x~ = G(E_G(x))): ``image``,
   ``latent`` = ||E_G(x) - E_R(x~)||_2, ``comb`` (default) = image + score_weight latent, score_weight = 0.25.
-  ``anomaly_map``: the squared residual of the score's image reconstruction, summed over channels.
+  ``map_batch``: the squared residual of the score's image reconstruction, summed over channels.
 - D_xx / D_zz (SENCEBGAN, ``use_dxx`` / ``use_dzz``, off as in the reference config): D learns (x, x) real vs
   (x, x~) fake (resp. (z, z) vs (z, E_R(G(z)))) with BCE, through the tricks mixin; the encoder adds the reference's
   inverted-label BCE (real pair -> 0, fake pair -> 1, hard targets). One D_xx / D_zz update after each encoder update.
@@ -379,7 +379,7 @@ class _EBGANBase(GANTricks, Detector):
     def score_batch(self, x: Tensor) -> Tensor:
         return self.score_terms(x)[self.score]  # (B,)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         return (x - self.score_terms(x)["rec"]).pow(2).sum(1)  # (B, H, W); sums to ||x - rec||_2^2
 
 
