@@ -14,6 +14,7 @@ x`` and relative imports, at the top of a module and inside functions. Conventio
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,21 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def documented_layers(page: Path = ROOT / "docs" / "architecture.md") -> dict[str, int]:
+    """``{module: layer}`` from the table of docs/architecture.md (rows ``| 3 | `detectors` | ... |``)."""
+    rows = re.findall(r"^\|\s*(\d+)\s*\|\s*`([^`]+)`", page.read_text(), re.M)
+    return {("anogen" if name == "anogen" else f"anogen.{name}"): int(layer) for layer, name in rows}
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    """The layer of ``module``: its own row, else its package's (a package row covers every module in it)."""
+    while module:
+        if module in layers:
+            return layers[module]
+        module = module.rpartition(".")[0]
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ the finder works
 def test_find_cycle_detects_a_hand_made_circle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
@@ -153,6 +169,25 @@ def test_the_package_has_no_import_circle() -> None:
     assert len(graph) > 30 and "anogen.detector" in graph["anogen.detectors.ae"]  # the graph was really read
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_every_import_points_down_the_documented_layers() -> None:
+    layers = documented_layers()
+    assert len(layers) > 20 and layers["anogen._util"] == 0 and layers["anogen.cli"] > layers["anogen.bench"]
+    graph = import_graph()
+    undocumented = sorted(m for m in graph if layer_of(m, layers) is None)
+    assert not undocumented, f"add these modules to the layer table of docs/architecture.md: {undocumented}"
+    upward = [f"{a} (layer {layer_of(a, layers)}) -> {b} (layer {layer_of(b, layers)})"
+              for a, deps in sorted(graph.items()) for b in sorted(deps)
+              if layer_of(b, layers) > layer_of(a, layers)]  # type: ignore[operator]
+    assert not upward, "imports pointing up: " + "; ".join(upward)
+
+
+def test_layer_check_catches_an_upward_import() -> None:
+    layers = {"anogen.low": 0, "anogen.high": 1, "anogen.pkg": 1}
+    assert layer_of("anogen.pkg.mod", layers) == 1 and layer_of("anogen.other", layers) is None
+    graph = {"anogen.low": {"anogen.high"}, "anogen.high": set()}
+    assert [(a, b) for a, deps in graph.items() for b in deps if layer_of(b, layers) > layer_of(a, layers)]
 
 
 def test_detectors_package_still_registers_dynamically() -> None:

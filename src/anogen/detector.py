@@ -16,7 +16,10 @@ An ``embed`` map applies to each crop, after augmentation.
 
 Size: about 690 lines, over DESIGN's ~600 prompt, because the one training loop also owns what every method shares
 and must not copy: patch training / sliding-window scoring, checkpoint / resume hooks, the torchrun hooks, the cached
-inference view and save / load. Atomic writing and checkpoint I/O live in ``checkpoint.py``.
+inference view and save / load. What could leave has left: atomic writing and checkpoint I/O live in
+``checkpoint.py``, the torchrun machinery in ``distributed.py``, the fast scoring paths in ``inference.py``, the
+version / device / seeding helpers in ``_util.py`` (``docs/architecture.md``); splitting the loop itself or save /
+load away from the class would make the one contract harder to read in one place.
 """
 
 from __future__ import annotations
