@@ -56,7 +56,7 @@ def _digits_png(n: int, seed: int) -> list[bytes]:
 def _train_small(detector: str, epochs: int | None, folder: Path, seed: int) -> Path:
     import anogen
     from anogen._registry import get
-    from anogen.cli import _presets
+    from anogen.run import presets as _presets
     from sklearn.datasets import load_digits
 
     d = load_digits()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anogen import cli
+from anogen import cli, flags
 
 TINY_AE = ["--epochs", "1", "--image-size", "16", "--width", "8", "--latent-dim", "16", "--channels", "1"]
 
@@ -135,7 +135,7 @@ def test_train_unknown_model_and_bad_value():
 # ---------------------------------------------------------------------------------------------- in-process
 def _parser_for(cls: type) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    cli.add_field_flags(p, cls)
+    flags.add_field_flags(p, cls)
     return p
 
 
@@ -159,9 +159,40 @@ def test_field_flags_parse_bools_tuples_and_keep_defaults_out():
 def test_field_docs_from_source():
     from anogen._registry import get
 
-    docs = cli.field_docs(get("ae"))
+    docs = flags.field_docs(get("ae"))
     assert docs["latent_dim"] == "size of the bottleneck"
     assert docs["epochs"] == "training epochs"  # inherited from Detector
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo"], ["train", "ae", "--data", "digits:normal=0"], ["score", "m.anogen", "a.png"], ["bench", "digits"],
+    ["report", "r.jsonl"], ["export", "m.anogen"],
+])
+def test_every_output_path_is_dash_o_or_out(argv):
+    parser = cli.build_parser()
+    assert parser.parse_args([*argv, "-o", "X"]).out == "X"
+    assert parser.parse_args([*argv, "--out", "Y"]).out == "Y"
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo"], ["train", "ae", "--data", "digits:normal=0", "-o", "d"], ["score", "m.anogen", "a.png"],
+    ["bench", "digits", "-o", "r.jsonl"], ["serve", "m.anogen"],
+])
+def test_device_and_seed_flags_have_one_name(argv):
+    parser = cli.build_parser()
+    assert parser.parse_args([*argv, "--device", "cpu"]).device == "cpu"
+    seed_flag = "--seeds" if argv[0] == "bench" else "--seed"
+    if argv[0] in ("demo", "train", "bench"):
+        assert getattr(parser.parse_args([*argv, seed_flag, "3"]), seed_flag[2:]) in (3, "3")
+
+
+def test_bench_device_is_the_set_override(capsys):
+    def keys(*extra: str) -> list[str]:
+        assert cli.main(["bench", "digits", "--detectors", "ae", "--classes", "0", "--seeds", "0", "-o", "r.jsonl",
+                         "--dry-run", *extra]) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+    assert keys("--device", "cpu") == keys("--set", "device=cpu") != keys()
 
 
 def test_train_with_masks_writes_heatmap_and_pixel_auroc(tmp_path):

@@ -11,10 +11,12 @@ import pytest
 import torch
 
 import anogen
-from anogen.cli import _presets
+from anogen.run import presets as _presets
 from anogen.detectors.ebgan import (
-    EBGAN, ENCEBGAN, PRESETS, SENCEBGAN, batch_margin_loss, energy, frozen_bn_stats, pulling_away, stage_lengths,
+    EBGAN, PRESETS, batch_margin_loss, energy, frozen_bn_stats, pulling_away, stage_lengths,
 )
+from anogen.detectors.encebgan import ENCEBGAN
+from anogen.detectors.sencebgan import SENCEBGAN
 from anogen.metrics import auroc
 from conftest import one_class_digits
 

@@ -27,7 +27,7 @@ def _plain_maps(det, x) -> np.ndarray:
     xt = det._prepare(x)
     det.nets_.eval()
     with torch.no_grad():
-        return det._batched(xt, det.anomaly_map).numpy()
+        return det._batched(xt, det.map_batch).numpy()
 
 
 def _close(fast: np.ndarray, exact: np.ndarray) -> None:

@@ -61,11 +61,11 @@ class _TinyAE(Detector):
         self.opt_.step()
         return {"l2": loss.item()}
 
-    def anomaly_map(self, x):
+    def map_batch(self, x):
         return (self.nets_["dec"](self.nets_["enc"](x)) - x).pow(2).mean(1)  # (B, H, W)
 
     def score_batch(self, x):
-        return self.anomaly_map(x).flatten(1).mean(1)  # (B,)
+        return self.map_batch(x).flatten(1).mean(1)  # (B,)
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_anomaly_maps_average_overlapping_windows():
     with torch.no_grad():
         det.nets_.eval()
         for j, (t, l) in enumerate(offs):
-            acc[:, t : t + 16, l : l + 16] += det.anomaly_map(hand[:, j]).double()
+            acc[:, t : t + 16, l : l + 16] += det.map_batch(hand[:, j]).double()
             cnt[t : t + 16, l : l + 16] += 1
     np.testing.assert_allclose(maps, (acc / cnt).numpy(), rtol=1e-4, atol=1e-7)
 

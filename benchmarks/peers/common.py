@@ -140,7 +140,8 @@ def record(*, suite: str, detector: str, peer: str, spec: str, normal: Any, seed
            history: list[dict[str, Any]], started: str, wall_seconds: float, prov: dict[str, Any],
            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record in ``anogen.bench``'s schema (the keys ``run_suite`` and ``run_one`` write) plus the peer's."""
-    from anogen.bench import MAX_STORED_SCORES, SCHEMA, _jsonable
+    from anogen._util import jsonable as _jsonable
+    from anogen.bench import MAX_STORED_SCORES, SCHEMA
 
     rec = {
         "schema": SCHEMA, "run_id": run_key(suite, detector, spec, seed, variant, "cpu", config),

@@ -6,11 +6,11 @@
 >>> scores = det.decision_function(test)  # doctest: +SKIP  (N,), higher = more anomalous
 """
 
-__version__ = "0.1.0"
-
+from anogen._util import __version__
 from anogen._registry import available, create, register
 from anogen.detector import Detector, NotFittedError, TrainingDiverged, load
 from anogen.data.transforms import InputError
+import anogen.detectors  # noqa: F401  (importing the package registers every method file)
 
 __all__ = [
     "Detector", "InputError", "NotFittedError", "TrainingDiverged", "available", "create", "load", "register",

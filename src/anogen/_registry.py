@@ -1,4 +1,8 @@
-"""Name -> detector class registry (like torchvision's / timm's model registries)."""
+"""Name -> detector class registry (like torchvision's / timm's model registries).
+
+The method files register themselves when imported; ``import anogen`` imports them all (``anogen.detectors``), as
+timm's package does, so this module imports nothing of anogen and sits at the bottom of the house.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +24,13 @@ def register(name: str) -> Callable[[type], type]:
     return wrap
 
 
-def _ensure_loaded() -> None:
-    import anogen.detectors  # noqa: F401  (importing the package registers every method file)
-
-
 def available() -> list[str]:
     """Sorted names of every registered detector."""
-    _ensure_loaded()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> type:
     """The detector class registered as ``name``."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise KeyError(f"unknown detector {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

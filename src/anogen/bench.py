@@ -32,6 +32,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from anogen._util import jsonable as _jsonable
+
 SCHEMA = 1
 MAX_STORED_SCORES = 5000
 """test scores and labels are kept in a record (for ROC curves and histograms) when the test set is no larger"""
@@ -206,7 +208,7 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
            extra: dict[str, Any] | None = None) -> list[Run]:
     """Every run of ``suite`` at ``scale`` (``cpu`` or ``paper``), optionally restricted."""
     from anogen._registry import available, get
-    from anogen.cli import _presets
+    from anogen.run import presets as _presets
 
     if scale not in ("cpu", "paper"):
         raise ValueError(f"scale must be cpu or paper, got {scale!r}")
@@ -259,9 +261,8 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     With ``models_dir`` the fitted model is saved there as ``<run id>.anogen`` (for the report's sample,
     reconstruction and heat-map figures)."""
     import anogen
-    from anogen import metrics
-    from anogen.cli import _fit_kwargs, _has_map, _masks_like
     from anogen.data.spec import load_spec
+    from anogen.run import evaluate, fit_kwargs
 
     t0 = time.perf_counter()
     split = load_spec(run.spec, seed=run.seed)
@@ -270,17 +271,8 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     val, test = _cap(split.val, run.max_test, rng), _cap(split.test, run.max_test, rng)
     det = anogen.create(run.detector, **run.overrides)
     _reset_peak()
-    det.fit(train.x, **_fit_kwargs(val))
-    scores = det.decision_function(test.x)
-    m = metrics.summarize(test.y, scores, threshold=det.threshold_)
-    m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(min(len(test), 256))).x)
-    if test.masks is not None and _has_map(det):
-        from anogen.data.io import read_image
-
-        masks = [None if k is None else (read_image(k) if isinstance(k, (str, Path)) else np.asarray(k))
-                 for k in test.masks]
-        maps = det.anomaly_maps(test.x)
-        m["pixel_auroc"] = metrics.pixel_auroc(_masks_like(masks, maps.shape[1:]), maps)
+    det.fit(train.x, **fit_kwargs(val))
+    scores, m = evaluate(det, test)  # image metrics, scoring time, pixel AUROC where there are masks and maps
     model_file = None
     if models_dir is not None:
         model_file = str(det.save(Path(models_dir) / f"{run.key}.anogen"))
@@ -400,20 +392,6 @@ def run_suite(runs: list[Run], out: str | Path, *, console: Any = None, rerun_fa
             _append(out, rec)
             prog.advance(task)
     return counts
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, Path):
-        return str(v)
-    return v
 
 
 def iter_ok(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -200,7 +200,7 @@ def write_checkpoint(det: "Detector", plan: CheckpointPlan, epoch: int, gen: tor
                      best_state: tuple[dict[str, Tensor], dict[str, Tensor]] | None) -> None:
     """Write the state after ``epoch`` finished epochs to ``plan.path`` (atomically; rank 0 only)."""
     from anogen import distributed
-    from anogen.detector import library_version
+    from anogen._util import library_version
 
     if not distributed.is_main():
         return

@@ -1,7 +1,7 @@
 """The Detector base: one fit loop, scoring, validation / model selection, threshold, save / load.
 
 A method subclasses :class:`Detector` as a keyword-only dataclass and supplies ``build``, ``train_step`` and
-``score_batch`` (and ``anomaly_map`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
+``score_batch`` (and ``map_batch`` where it has one). Everything else -- seeding, preprocessing, the epoch x batch
 loop, keeping the best validation state, threshold calibration, saving -- lives here, once.
 
 Patch mode (``patch_size > 0``, any image detector; Matsubara et al. IV-B, ``papers/004_41020bdc449fbf6e.txt``): the
@@ -16,7 +16,10 @@ An ``embed`` map applies to each crop, after augmentation.
 
 Size: about 690 lines, over DESIGN's ~600 prompt, because the one training loop also owns what every method shares
 and must not copy: patch training / sliding-window scoring, checkpoint / resume hooks, the torchrun hooks, the cached
-inference view and save / load. Atomic writing and checkpoint I/O live in ``checkpoint.py``.
+inference view and save / load. What could leave has left: atomic writing and checkpoint I/O live in
+``checkpoint.py``, the torchrun machinery in ``distributed.py``, the fast scoring paths in ``inference.py``, the
+version / device / seeding helpers in ``_util.py`` (``docs/architecture.md``); splitting the loop itself or save /
+load away from the class would make the one contract harder to read in one place.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from anogen import distributed as _dist
+from anogen._util import library_version, resolve_device  # noqa: F401  (resolve_device: also public here)
+from anogen._util import params_jsonable as _jsonable
+from anogen._util import seed_everything as _seed_everything
 from anogen.checkpoint import (
     MODEL_KEY,
     CheckpointPlan,
@@ -62,19 +68,6 @@ class NotFittedError(ValueError, AttributeError):
 class TrainingDiverged(RuntimeError):
     """Raised when a training loss becomes NaN or infinite; no model file is written, and the last training
     checkpoint written before it (``fit(checkpoint=...)``) stays on disk, intact."""
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; anything else as torch spells it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def library_version() -> str:
-    from anogen import __version__
-
-    return __version__
 
 
 @dataclass(kw_only=True)
@@ -142,9 +135,24 @@ class Detector:
         """(B,) anomaly scores, higher = more anomalous, for a preprocessed batch."""
         raise NotImplementedError
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
-        """(B, H, W) per-pixel anomaly map, for methods that have one."""
+    def map_batch(self, x: Tensor) -> Tensor:
+        """(B, H, W) per-pixel anomaly maps of a preprocessed batch, for methods that have them (users call
+        :meth:`anomaly_maps`, which takes any input)."""
         raise NotImplementedError(f"{self.name} has no anomaly map")
+
+    @property
+    def anomaly_map(self) -> Any:
+        """The old name of the per-method hook (now :meth:`map_batch`): an AttributeError saying what to call."""
+        raise AttributeError(
+            f"{type(self).__name__}.anomaly_map was renamed: call anomaly_maps(x) for per-pixel maps of any input "
+            "(numpy array, tensor, image paths, folder), or map_batch(x) for the per-method hook on a preprocessed "
+            "tensor batch")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "anomaly_map" in vars(cls):  # a method file written for the old hook name would silently lose its maps
+            raise TypeError(f"{cls.__qualname__} defines anomaly_map: the per-method hook is named "
+                            "map_batch(self, x: Tensor) -> Tensor (B, H, W)")
 
     def selectable_from_epoch(self) -> int:
         """First 1-based epoch whose state may be kept by validation (methods trained in stages return the first
@@ -446,7 +454,7 @@ class Detector:
         """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them.
 
         In patch mode every method has them: per-pixel patch maps averaged where windows overlap, or, for a method
-        without ``anomaly_map``, the mean score of the windows covering each pixel."""
+        without ``map_batch``, the mean score of the windows covering each pixel."""
         self._check_fitted()
         return self._maps_prepared(self._prepare(x))
 
@@ -456,7 +464,7 @@ class Detector:
         with scoring_mode(self):
             if self.patch_size > 0:
                 return fast._patch_maps(xt)
-            return fast._batched(xt, fast.anomaly_map).numpy()
+            return fast._batched(xt, fast.map_batch).numpy()
 
     def optimize(self, *, fold_batchnorm: bool = True, channels_last: bool = True) -> "Detector":
         """Opt in to faster scoring that is exact in arithmetic but not bit for bit (BatchNorm folded into the
@@ -468,8 +476,8 @@ class Detector:
         return optimize(self, fold_batchnorm=fold_batchnorm, channels_last=channels_last)
 
     def has_anomaly_maps(self) -> bool:
-        """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``anomaly_map``, or patch mode is on."""
-        return type(self).anomaly_map is not Detector.anomaly_map or self.patch_size > 0
+        """Whether :meth:`anomaly_maps` works: the method has a per-pixel ``map_batch``, or patch mode is on."""
+        return type(self).map_batch is not Detector.map_batch or self.patch_size > 0
 
     # ------------------------------------------------------------------ patch mode
     def _has_embed(self) -> bool:
@@ -531,8 +539,8 @@ class Detector:
         rows, cols = tops[:, None] + ar, lefts[:, None] + ar  # (ny, p), (nx, p)
         pix = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(-1)  # (ny * nx * p * p,) flat pixel ids
         count = torch.zeros(h * w, dtype=torch.float64).index_add_(0, pix, torch.ones(len(pix), dtype=torch.float64))
-        per_pixel = type(self).anomaly_map is not Detector.anomaly_map
-        fn = self.anomaly_map if per_pixel else self._score_chunk
+        per_pixel = type(self).map_batch is not Detector.map_batch
+        fn = self.map_batch if per_pixel else self._score_chunk
         maps = []
         with torch.no_grad():
             for _, out in self._over_windows(x, fn):  # (k, n_win, p, p) maps or (k, n_win) scores
@@ -737,18 +745,6 @@ def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
     cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
     bi, ci = torch.arange(b, device=x.device), torch.arange(c, device=x.device)
     return x[bi[:, None, None, None], ci[None, :, None, None], rows, cols]
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 class _NullProgress:

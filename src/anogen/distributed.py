@@ -102,7 +102,7 @@ def init_from_env(device: str = "auto", timeout_s: float = 1800.0) -> bool:
     """
     if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
         return False
-    from anogen.detector import resolve_device
+    from anogen._util import resolve_device
 
     dev = resolve_device(device)
     world = int(os.environ["WORLD_SIZE"])
@@ -261,9 +261,9 @@ def reseed(det: "Detector", epoch: int = 0) -> None:
     rank, world = rank_world()
     if world == 1 or rank == 0:
         return
-    from anogen.detector import _seed_everything
+    from anogen._util import seed_everything
 
-    _seed_everything(rank_seed(det.seed, rank, epoch))
+    seed_everything(rank_seed(det.seed, rank, epoch))
 
 
 def sync_state(det: "Detector") -> None:

@@ -66,7 +66,7 @@ def export_onnx(det: Any, path: str | Path, *, maps: bool | None = None, opset: 
         raise ExportError(f"{det.name} cannot be exported to ONNX: {why}")
     has_maps = det.has_anomaly_maps()
     if maps and not has_maps:
-        raise ExportError(f"{det.name} has no anomaly maps to export (no anomaly_map and patch_size=0)")
+        raise ExportError(f"{det.name} has no anomaly maps to export (no map_batch and patch_size=0)")
     if det.input_kind_ == "image" and det._has_embed():  # load lazy parts (a backbone) so the graph registers them
         c, side = det.channels, det.image_size
         det.decision_function(torch.rand(1, c, side, side, generator=torch.Generator().manual_seed(0)))
@@ -158,7 +158,7 @@ class ScoringGraph(nn.Module):
         v = self.view
         if self.vector:
             outs = [v.score_batch(x)]
-            return tuple(outs + [v.anomaly_map(x)] if self.maps else outs)
+            return tuple(outs + [v.map_batch(x)] if self.maps else outs)
         x = v.preprocess._normalize(x)  # the declared normalisation, exactly as at fit / scoring
         if v.patch_size > 0:
             return self._patches(x)
@@ -166,7 +166,7 @@ class ScoringGraph(nn.Module):
             x = v.embed(x)
         outs = [v.score_batch(x)]
         if self.maps:
-            outs.append(v.anomaly_map(x))
+            outs.append(v.map_batch(x))
         return tuple(outs)
 
     def _patches(self, x: Tensor) -> tuple[Tensor, ...]:
@@ -182,8 +182,8 @@ class ScoringGraph(nn.Module):
         outs = [s.amax(1)]
         if self.maps:  # as Detector._patch_maps: sum over the windows covering a pixel / their count
             h, wd = x.shape[-2:]
-            if type(v).anomaly_map is not Detector.anomaly_map:
-                vals = v.anomaly_map(w).double().reshape(-1, n_win * p * p)  # (N, n_win p p) per-pixel maps
+            if type(v).map_batch is not Detector.map_batch:
+                vals = v.map_batch(w).double().reshape(-1, n_win * p * p)  # (N, n_win p p) per-pixel maps
             else:
                 vals = s.double().reshape(-1, n_win, 1).expand(-1, -1, p * p).reshape(-1, n_win * p * p)
             acc = torch.zeros(vals.shape[0], h * wd, dtype=torch.float64).index_add(1, self.pix, vals)
@@ -220,8 +220,8 @@ def _rel_error(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
 def _write_metadata(path: Path, det: Any, graph: ScoringGraph) -> None:
     import onnx
 
-    from anogen import __version__
-    from anogen.detector import _jsonable
+    from anogen._util import __version__
+    from anogen._util import params_jsonable as _jsonable
 
     model = onnx.load(str(path))
     if graph.vector:

@@ -273,7 +273,7 @@ def prepare(det: Any, data: Any) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------- the app
 def model_info(det: Any, limits: Limits) -> dict[str, Any]:
     import anogen
-    from anogen.detector import _jsonable
+    from anogen._util import params_jsonable as _jsonable
     from anogen.inference import options
 
     meta = getattr(det, "metadata_", {}) or {}

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from anogen.bench import SCHEMA, _append, _jsonable, provenance, read_records
+from anogen._util import jsonable as _jsonable
+from anogen.bench import SCHEMA, _append, provenance, read_records
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, *, dtype: str = "fp32", device: str = "cpu") -> float:

@@ -249,7 +249,7 @@ class AE(Detector):
     def score_batch(self, x: Tensor) -> Tensor:
         return (self.reconstruct(x) - x).pow(2).flatten(1).mean(1)  # (B,) L2 error whatever the loss (3.1)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         return (self.reconstruct(x) - x).pow(2).mean(1)  # (B, H, W)
 
 

@@ -43,7 +43,7 @@ Deviations / choices (the thesis is silent or the reference codes disagree):
   (``torch.autograd.grad``), so G's and D's parameters never receive gradients.
 - lambda weights the feature term, (1 - lambda) the image term, both L1 norms summed over pixels / features of one
   image (``losses.residual_score``); the ALAD repository's swapped weights are not reproduced.
-- ``anomaly_map`` is the absolute residual |x - G(z)| averaged over channels (the original paper's pixel-level map).
+- ``map_batch`` is the absolute residual |x - G(z)| averaged over channels (the original paper's pixel-level map).
 - Images must be normalised to [-1, 1] (``normalize="tanh"``), G's output range.
 - The IN / SL / LF tricks (thesis 4.2.1, Table 51) are fields, off by default.
 """
@@ -200,7 +200,7 @@ class AnoGAN(GANTricks, Detector):
     def score_batch(self, x: Tensor) -> Tensor:
         return self.search_latents(x)[1]  # (B,) A(x) = (1 - lambda) R(x) + lambda D(x) at the last iteration
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         z, _ = self.search_latents(x)
         return (x - self.nets_["G"](z)).abs().mean(1)  # (B, S, S) residual image
 

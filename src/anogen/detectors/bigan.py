@@ -45,7 +45,7 @@ Deviations / choices:
   D(x, E(x)) against label 1 (real). ``"ce_rec"``: what the reference code computes for ``cross-e``, the cross-entropy
   of D(G(E(x)), E(x)) against label 1 (the reconstructed pair). All in eval mode (BatchNorm running statistics,
   dropout off), with the EMA weights when they are kept.
-- ``anomaly_map``: the per-pixel L1 residual |x - G(E(x))| summed over channels (the pixel part of L_R).
+- ``map_batch``: the per-pixel L1 residual |x - G(E(x))| summed over channels (the pixel part of L_R).
 - The thesis' training tricks (IN / SL / LF, :class:`anogen.losses.GANTricks`) are fields, off by default: IN noise is
   added to every image D sees in training (D step and E / G step), SL / LF change D's targets only.
 """
@@ -280,7 +280,7 @@ class BiGAN(GANTricks, Detector):
         l_d = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit), reduction="none")  # (B,)
         return (1 - self.lam) * feature_matching(x, x_rec, 1, "none") + self.lam * l_d  # (B,) eq. (10)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         x_rec, _ = self.reconstruct(x)
         return (x - x_rec).abs().sum(1)  # (B, H, W): the L1 residual per pixel
 

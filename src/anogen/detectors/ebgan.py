@@ -1,4 +1,5 @@
-"""The EBGAN family of the Ozgumus thesis: EBGAN, ENCEBGAN (EBGAN + an inverting encoder) and SENCEBGAN (sequential).
+"""EBGAN of the Ozgumus thesis, and what its two variants share: ENCEBGAN (``encebgan.py``, EBGAN + an inverting
+encoder) and SENCEBGAN (``sencebgan.py``, sequential encoders) import the base class and the losses from here.
 
 Paper: Y. Ozgumus, "Adversarially Learned Anomaly Detection Using Generative Adversarial Networks", MSc thesis,
 Politecnico di Milano 2019 (``papers/003_5d7919a1dbf94176.txt``): section 3.2 (EBGAN, eqs. 3.7-3.8, after Zhao et
@@ -13,15 +14,9 @@ energy is the per-sample L2 norm D(x) = ||Dec_D(Enc_D(x)) - x||_2 (eq. 3.7; the 
 
 - ``ebgan``: D minimises D(x) + [m - D(G(z))]^+ (eq. 3.7 / 4.1), G minimises D(G(z)) + pt_weight * f_PT(S) with the
   pulling-away term (eq. 3.8) on S = Enc_D(G(z)). Scored through D's encoder as the inverse map (reference).
-- ``encebgan``: stage 1 trains EBGAN; stage 2 freezes G and D and trains an encoder E to invert G with
-  ||G(E(x)) - x||_2 + w_enc_feature * ||Enc_D(x) - Enc_D(G(E(x)))||_2 (reference). Score: 0.55 ||x - G(E(x))||_2 +
-  0.45 ||AE_D(G(E(x))) - AE_D(x)||_2, AE_D = Dec_D o Enc_D.
-- ``sencebgan``: stage 1 EBGAN with an extra G term 0.1 ||Enc_D(x) - Enc_D(G(z))||_2; stage 2 trains E_G like E
-  above, with the decoded features ||AE_D(x) - AE_D(G(E_G(x)))||_2 and an optional D_xx on (x, x) vs (x, G(E_G(x)));
-  stage 3 trains a second encoder E_R mapping G(E_G(x)) back to E_G(x), with an optional D_zz on (z, z) vs
-  (z, E_R(G(z))), z = E_G(x). Score: ||x - G(E_G(x))||_2 + 0.25 ||E_G(x) - E_R(G(E_G(x)))||_2.
 
-Deviations / choices (the thesis is silent or unfinished on each unless said):
+Deviations / choices of the family (the thesis is silent or unfinished on each unless said; the two variants' own
+are in their files):
 
 - Margin hinge: ``hinge="sample"`` (default) is eq. 3.7 read per sample, E_b[D(x_b) + [m - D(G(z_b))]^+] (as in Zhao
   et al.), built from the tricks mixin's ``d_loss(kind="energy")``. ``hinge="batch"`` is the reference's form
@@ -39,8 +34,6 @@ Deviations / choices (the thesis is silent or unfinished on each unless said):
   D's BatchNorm running statistics are updated by D's own update only, not by the D passes inside G's updates (in
   the reference D's update ops run with D's step). G updates do not see the IN / SL / LF tricks (the mixin's rule:
   only D's inputs and targets do).
-- SENCEBGAN's extra G term 0.1 * mean_b ||Enc_D(x_b) - Enc_D(G(z_b))||_2 (``g_embed_weight``; reference) pairs
-  the b-th real and fake sample of the batch, as the reference does; Enc_D(x) is a constant for G.
 - Stages inside the one fit loop: ``epochs`` is split among the stages in proportion to ``stage_epochs`` (the
   reference's epoch counts: ENCEBGAN 100 GAN + 400 encoder, SENCEBGAN 500 + 200 + 400), rounding the cumulative
   boundaries, each stage at least one epoch while there are enough epochs; ``train_step`` dispatches on
@@ -79,14 +72,8 @@ Deviations / choices (the thesis is silent or unfinished on each unless said):
 - Scores (reference test graphs; thesis 4.2.4 is empty), each selectable by ``score``: every norm is per sample over
   the flattened tensor. ``energy`` = D(x) (eq. 3.7's energy; ours, for all three). EBGAN (D's encoder as the inverse
   map, x~ = G(Enc_D(x))): ``image`` = ||x - x~||_2 (default, the reference's first image score), ``ae_image`` =
-  ||x - AE_D(x~)||_2, ``latent_l1`` / ``latent_l2`` = ||Enc_D(x) - Enc_D(x~)||_1 / _2. ENCEBGAN (x~ = G(E(x))):
-  ``image``, ``feature`` = ||AE_D(x~) - AE_D(x)||_2, ``embedding`` = ||Enc_D(x~) - Enc_D(x)||_2, ``comb`` (default)
-  = (1 - score_weight) image + score_weight feature, score_weight = 0.45. SENCEBGAN (x~ = G(E_G(x))): ``image``,
-  ``latent`` = ||E_G(x) - E_R(x~)||_2, ``comb`` (default) = image + score_weight latent, score_weight = 0.25.
-  ``anomaly_map``: the squared residual of the score's image reconstruction, summed over channels.
-- D_xx / D_zz (SENCEBGAN, ``use_dxx`` / ``use_dzz``, off as in the reference config): D learns (x, x) real vs
-  (x, x~) fake (resp. (z, z) vs (z, E_R(G(z)))) with BCE, through the tricks mixin; the encoder adds the reference's
-  inverted-label BCE (real pair -> 0, fake pair -> 1, hard targets). One D_xx / D_zz update after each encoder update.
+  ||x - AE_D(x~)||_2, ``latent_l1`` / ``latent_l2`` = ||Enc_D(x) - Enc_D(x~)||_1 / _2. ``map_batch`` (all three):
+  the squared residual of the score's image reconstruction, summed over channels.
 - The training tricks (IN / SL / LF, thesis 4.2.1; :class:`anogen.losses.GANTricks`) are fields, off by default: IN
   noises every input of D (and of D_xx / D_zz) in their updates, and its energy is that of the noised input; SL / LF
   set the targets of every D loss term.
@@ -107,8 +94,8 @@ from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
-from anogen.losses import GANTricks, adversarial_loss
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, mlp
+from anogen.losses import GANTricks
+from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update
 
 HINGES = ("sample", "batch")
 D_NORMS = ("batch", "spectral")
@@ -194,7 +181,7 @@ def stage_lengths(epochs: int, weights: tuple[int, ...]) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------------- EBGAN core
 @dataclass(kw_only=True)
-class _EBGANBase(GANTricks, Detector):
+class EBGANBase(GANTricks, Detector):
     """EBGAN training (eqs. 3.7, 3.8, 4.1) shared by the three detectors, plus the stage / EMA machinery."""
 
     epochs: int = 100
@@ -379,14 +366,14 @@ class _EBGANBase(GANTricks, Detector):
     def score_batch(self, x: Tensor) -> Tensor:
         return self.score_terms(x)[self.score]  # (B,)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         return (x - self.score_terms(x)["rec"]).pow(2).sum(1)  # (B, H, W); sums to ||x - rec||_2^2
 
 
 # ---------------------------------------------------------------------------------------------------- EBGAN
 @register("ebgan")
 @dataclass(kw_only=True)
-class EBGAN(_EBGANBase):
+class EBGAN(EBGANBase):
     """EBGAN (thesis 3.2, eqs. 3.7-3.8, 4.1): autoencoder discriminator with a margin; scored through D's encoder."""
 
     score: str = "image"
@@ -410,188 +397,10 @@ class EBGAN(_EBGANBase):
         }
 
 
-# ---------------------------------------------------------------------------------------------------- ENCEBGAN
-@register("encebgan")
-@dataclass(kw_only=True)
-class ENCEBGAN(_EBGANBase):
-    """ENCEBGAN (thesis Fig. 46, Appendix A.6): EBGAN, then an encoder E trained to invert the frozen G."""
-
-    epochs: int = 50
-    """training epochs of all stages together (Table A6: 50), split by stage_epochs"""
-    stage_epochs: tuple[int, int] = (100, 400)
-    """relative lengths of the stages (GAN, encoder): the reference's epoch counts; epochs is split in proportion"""
-    lr_e: float = 5e-5
-    """Adam learning rate of the encoder E (Table A6)"""
-    w_enc_feature: float = 0.4
-    """weight of E's feature loss ||Enc_D(x) - Enc_D(G(E(x)))||_2 (reference encoder_f_factor)"""
-    score: str = "comb"
-    """anomaly score: comb, image, feature, embedding or energy"""
-    score_weight: float = 0.45
-    """weight w of the feature term in comb = (1 - w) image + w feature (reference feature_match_weight)"""
-
-    SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "feature", "embedding", "energy")
-    STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.w_enc_feature < 0 or not 0 <= self.score_weight <= 1:
-            raise ValueError(f"need w_enc_feature >= 0 and 0 <= score_weight <= 1; got {self.w_enc_feature}, "
-                             f"{self.score_weight}")
-
-    def build(self, input_shape: tuple[int, ...]) -> None:
-        c, s, _ = input_shape
-        self._build_nets(input_shape, {"E": self._encoder(c, s)}, averaged=("G", "D", "E"))
-        self.opt_e_ = self._adam("E", self.lr_e)
-
-    def _encoder_step(self, x: Tensor) -> dict[str, float]:
-        E, G, D = self.nets_["E"], self.net("G"), self.net("D")
-        self._frozen(G, D)
-        x_g = G(E(x))  # (B, C, S, S) = G(E(x))
-        with torch.no_grad():
-            emb = D.enc(x)  # (B, L) = Enc_D(x)
-        loss_rec, loss_f = l2(x_g, x).mean(), l2(emb, D.enc(x_g)).mean()
-        loss_e = loss_rec + self.w_enc_feature * loss_f
-        self.opt_e_.zero_grad(set_to_none=True)
-        loss_e.backward(inputs=list(E.parameters()))  # G and D stay frozen
-        self.opt_e_.step()
-        self._ema_step("E")
-        return {"e": loss_e.item(), "e_rec": loss_rec.item(), "e_feat": loss_f.item()}
-
-    def score_terms(self, x: Tensor) -> dict[str, Tensor]:
-        E, G, D = self.net("E"), self.net("G"), self.net("D")
-        x_g = G(E(x))  # x~ = G(E(x))
-        emb, ae = D(x)
-        emb_g, ae_g = D(x_g)
-        image, feature = l2(x, x_g), l2(ae_g, ae)
-        return {
-            "image": image, "feature": feature, "embedding": l2(emb_g, emb), "energy": energy(x, ae),
-            "comb": (1 - self.score_weight) * image + self.score_weight * feature,
-            "rec": ae if self.score == "energy" else x_g,
-        }
-
-
-# ---------------------------------------------------------------------------------------------------- SENCEBGAN
-@register("sencebgan")
-@dataclass(kw_only=True)
-class SENCEBGAN(_EBGANBase):
-    """SENCEBGAN (thesis Figs. 47-49, Appendix A.7): EBGAN, then E_G inverting G, then E_R re-encoding G(E_G(x))."""
-
-    epochs: int = 50
-    """training epochs of all stages together (Table A7: 50), split by stage_epochs"""
-    stage_epochs: tuple[int, int, int] = (500, 200, 400)
-    """relative lengths of the stages (GAN, E_G, E_R): the reference's epoch counts; epochs is split in proportion"""
-    g_embed_weight: float = 0.1
-    """weight of G's extra term ||Enc_D(x) - Enc_D(G(z))||_2 (reference)"""
-    lr_e: float = 5e-5
-    """Adam learning rate of the encoders E_G and E_R (Table A7)"""
-    w_enc_feature: float = 0.4
-    """weight of E_G's feature loss ||AE_D(x) - AE_D(G(E_G(x)))||_2 (reference encoder_f_factor)"""
-    use_dxx: bool = False
-    """train D_xx on (x, x) vs (x, G(E_G(x))) and add its adversarial loss to E_G's (reference: off)"""
-    use_dzz: bool = False
-    """train D_zz on (z, z) vs (z, E_R(G(z))), z = E_G(x), and add its adversarial loss to E_R's (reference: off)"""
-    lr_dxz: float = 5e-6
-    """Adam learning rate of D_xx and D_zz (the reference uses D's)"""
-    dzz_hidden: int = 64
-    """units of D_zz's hidden layers (reference: 64 and 32)"""
-    score: str = "comb"
-    """anomaly score: comb, image, latent or energy"""
-    score_weight: float = 0.25
-    """weight w of the latent term in comb = image + w latent (reference)"""
-
-    SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "latent", "energy")
-    STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder_g", "encoder_r")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if min(self.g_embed_weight, self.w_enc_feature, self.score_weight) < 0 or self.dzz_hidden < 1:
-            raise ValueError(f"need g_embed_weight, w_enc_feature, score_weight >= 0 and dzz_hidden >= 1; got "
-                             f"{self.g_embed_weight}, {self.w_enc_feature}, {self.score_weight}, {self.dzz_hidden}")
-
-    def build(self, input_shape: tuple[int, ...]) -> None:
-        c, s, _ = input_shape
-        extra: dict[str, nn.Module] = {"EG": self._encoder(c, s), "ER": self._encoder(c, s)}
-        if self.use_dxx:  # (B, 2C, S, S) pair -> (B, 1) logit
-            extra["Dxx"] = ConvEncoder(s, 2 * c, 1, width=self.width, max_width=self.max_width, norm="none")
-        if self.use_dzz:  # (B, 2L) pair -> (B, 1) logit
-            extra["Dzz"] = mlp(2 * self.latent_dim, self.dzz_hidden, 1, layers=3)
-        self._build_nets(input_shape, extra, averaged=("G", "D", "EG", "ER"))
-        self.opt_eg_ = self._adam("EG", self.lr_e)
-        self.opt_er_ = self._adam("ER", self.lr_e)
-        if self.use_dxx:
-            self.opt_dxx_ = self._adam("Dxx", self.lr_dxz)
-        if self.use_dzz:
-            self.opt_dzz_ = self._adam("Dzz", self.lr_dxz)
-
-    def _pair_d_step(self, name: str, opt: torch.optim.Optimizer, real_pair: Tensor, fake_pair: Tensor) -> float:
-        """One BCE update of D_xx / D_zz: the pair (a, a) is real, (a, reconstruction) fake (tricks mixin)."""
-        Dp = self.nets_[name]
-        loss = (self.d_loss(Dp(self.d_input(real_pair)), real=True)
-                + self.d_loss(Dp(self.d_input(fake_pair.detach())), real=False))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    def _pair_fool(self, name: str, real_pair: Tensor, fake_pair: Tensor) -> Tensor:
-        """The encoder's adversarial term (reference): BCE with inverted hard labels, real pair -> 0, fake pair -> 1."""
-        Dp = self.nets_[name]
-        return adversarial_loss(Dp(real_pair), 0.0, "bce") + adversarial_loss(Dp(fake_pair), 1.0, "bce")
-
-    def _encoder_g_step(self, x: Tensor) -> dict[str, float]:
-        EG, G, D = self.nets_["EG"], self.net("G"), self.net("D")
-        self._frozen(G, D)
-        x_g = G(EG(x))  # (B, C, S, S) = G(E_G(x))
-        with torch.no_grad():
-            ae = D(x)[1]  # (B, C, S, S) = AE_D(x)
-        loss_rec, loss_f = l2(x_g, x).mean(), l2(ae, D(x_g)[1]).mean()
-        loss = loss_rec + self.w_enc_feature * loss_f
-        if self.use_dxx:
-            loss = loss + self._pair_fool("Dxx", torch.cat([x, x], 1), torch.cat([x, x_g], 1))
-        self.opt_eg_.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(EG.parameters()))
-        self.opt_eg_.step()
-        self._ema_step("EG")
-        out = {"eg": loss.item(), "eg_rec": loss_rec.item(), "eg_feat": loss_f.item()}
-        if self.use_dxx:
-            out["dxx"] = self._pair_d_step("Dxx", self.opt_dxx_, torch.cat([x, x], 1), torch.cat([x, x_g], 1))
-        return out
-
-    def _encoder_r_step(self, x: Tensor) -> dict[str, float]:
-        ER, EG, G = self.nets_["ER"], self.net("EG"), self.net("G")
-        self._frozen(EG, G)
-        with torch.no_grad():
-            z = EG(x)  # (B, L) = E_G(x)
-            x_g = G(z)  # (B, C, S, S)
-        z_r = ER(x_g)  # (B, L) = E_R(G(E_G(x)))
-        loss_rec = l2(z_r, z).mean()
-        loss = loss_rec
-        if self.use_dzz:
-            loss = loss + self._pair_fool("Dzz", torch.cat([z, z], 1), torch.cat([z, z_r], 1))
-        self.opt_er_.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(ER.parameters()))
-        self.opt_er_.step()
-        self._ema_step("ER")
-        out = {"er": loss.item(), "er_rec": loss_rec.item()}
-        if self.use_dzz:
-            out["dzz"] = self._pair_d_step("Dzz", self.opt_dzz_, torch.cat([z, z], 1), torch.cat([z, z_r], 1))
-        return out
-
-    def score_terms(self, x: Tensor) -> dict[str, Tensor]:
-        EG, ER, G, D = self.net("EG"), self.net("ER"), self.net("G"), self.net("D")
-        z = EG(x)  # (B, L) = E_G(x)
-        x_g = G(z)  # x~ = G(E_G(x))
-        image, latent = l2(x, x_g), l2(z, ER(x_g))
-        terms = {"image": image, "latent": latent, "comb": image + self.score_weight * latent, "rec": x_g}
-        if self.score == "energy":
-            ae = D(x)[1]
-            terms.update(energy=energy(x, ae), rec=ae)
-        return terms
-
-
 PRESETS: dict[str, dict] = {
     # margin 8: at 16 x 16 x 1 a residual's L2 norm is at most 32 and starts near 11 for digits; the reference's 20
     # (for 32 x 32 patches) would ask D for fake energies far above any real one. Larger learning rates: few steps.
     "cpu": dict(image_size=16, width=16, latent_dim=32, batch_size=16, epochs=15, lr_g=2e-4, lr_d=2e-4, margin=8.0),
 }
-"""Explicit overrides for small runs of all three detectors (one-class digits in seconds)."""
+"""Explicit overrides for small runs of all three detectors (one-class digits in seconds); ``encebgan.py`` and
+``sencebgan.py`` use these too."""

@@ -264,7 +264,7 @@ class FAnoGAN(GANTricks, Detector):
         D = self.nets_["D"]
         return izi_f_score(x, x_rec, D.features(x), D.features(x_rec), self.kappa)  # (B,) eq. (3.4)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         return (x - self.reconstruct(x)[1]).pow(2).mean(1)  # (B, S, S) squared residual image
 
 

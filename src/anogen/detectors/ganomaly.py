@@ -49,7 +49,7 @@ Deviations / choices:
   Skip-GANomaly's adversarial term) see the clean inputs and hard targets: the tricks regularise D only.
 - Hyperparameters: Adam lr 2e-4, betas (0.5, 0.999) for both G and D, 15 epochs, batch 64, 32 px (the reference's
   defaults and the paper's). The thesis' Table A4 lists 50 epochs at lr 5e-5 (G) / 1e-6 (D) for its own port.
-- ``anomaly_map`` (an extra, not the paper's score): per-pixel |x - G(x)| averaged over channels.
+- ``map_batch`` (an extra, not the paper's score): per-pixel |x - G(x)| averaged over channels.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class _GANomalyBase(GANTricks, Detector):
         """G(x), (B, C, H, W) in the model's [-1, 1] units."""
         raise NotImplementedError
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         return (x - self.reconstruct(x)).abs().mean(1)  # (B, H, W): |x - G(x)|, an extra, not the paper's score
 
 

@@ -49,7 +49,7 @@ Deviations / choices:
   tricks on D's step only: as GANomaly (see ``ganomaly.py``). The CIFAR script of the reference trains 25 epochs;
   its learning-rate scheduler is never stepped, so the rate stays constant, as here. The reference's input noise is
   an uninitialised tensor (a bug) and is left out.
-- ``anomaly_map`` (an extra): per-pixel |x - G(x)|, the map of R.
+- ``map_batch`` (an extra): per-pixel |x - G(x)|, the map of R.
 """
 
 from __future__ import annotations

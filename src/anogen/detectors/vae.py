@@ -43,8 +43,8 @@ Deviations / choices (the paper is silent on each):
   ``n_conv=5, n_channels=32, latent_dim=50`` with the base patch mode (``patch_size=96, patch_stride=16``: random
   crops for training, the maximum over sliding windows for scoring, IV-B). Any side divisible by 2^N_conv works
   (96 / 2^5 = 3); others are refused.
-- Scores, ``score_parts`` and ``anomaly_map`` use the MAP latent z = mu_z in eval mode (BatchNorm running
-  statistics). ``anomaly_map`` is the per-pixel M term summed over channels (Fig. 11 shows such maps per patch).
+- Scores, ``score_parts`` and ``map_batch`` use the MAP latent z = mu_z in eval mode (BatchNorm running
+  statistics). ``map_batch`` is the per-pixel M term summed over channels (Fig. 11 shows such maps per patch).
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ class VAE(Detector):
     def score_batch(self, x: Tensor) -> Tensor:
         return self.terms(x)[0][SCORES[self.score]]  # (B,)
 
-    def anomaly_map(self, x: Tensor) -> Tensor:
+    def map_batch(self, x: Tensor) -> Tensor:
         _, mu_x, logvar_x = self.terms(x)
         return pixel_m(x, mu_x, logvar_x).sum(1)  # (B, H, W): M per pixel, summed over channels
 
