@@ -86,6 +86,11 @@ def field_docs(cls: type) -> dict[str, str]:
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+def doc_summary(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring on one line (help lines end where a sentence ends)."""
+    return " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+
+
 def parse_bool(text: str) -> bool:
     t = text.strip().lower()
     if t in _TRUE:
@@ -307,6 +312,7 @@ def train_and_report(
         "n_train": len(split.train), "n_val": n_val, "n_test": n_test,
         "threshold": det.threshold_, "best_epoch": getattr(det, "best_epoch_", None),
         "val_auroc": getattr(det, "val_auroc_", None), "fit_seconds": det.fit_seconds_,
+        "channels": channels_note(det),
     }
     test = split.test
     if test is not None and len(test) and len(np.unique(test.y)) == 2:
@@ -340,6 +346,14 @@ def train_and_report(
         files["metrics"].write_text(json.dumps(_jsonable(record), indent=2) + "\n")
     _print_summary(console, record)
     return record
+
+
+def channels_note(det: Any) -> str | None:
+    """How many channels the model sees and where that came from (None for vector models)."""
+    if getattr(det, "input_kind_", None) != "image" or not hasattr(det, "channels_"):
+        return None
+    how = "inferred from the training data; --channels overrides" if det.channels == 0 else "set by --channels"
+    return f"{det.channels_} ({how})"
 
 
 def _pixel_eval(det: Any, test: Any, scores: np.ndarray, out: Path, files: dict[str, Path]) -> dict[str, Any]:
@@ -395,6 +409,8 @@ def _print_summary(console: Any, record: dict[str, Any]) -> None:
         console.print(t)
     else:
         console.print(f"fit in {record['fit_seconds']:.1f} s; threshold {record['threshold']:.4g}")
+    if record.get("channels"):
+        console.print(f"channels: {record['channels']}")
     console.print("wrote:")
     for k, v in record["files"].items():
         console.print(f"  {k:<10} {escape(v)}")
@@ -412,8 +428,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     t.add_column("description")
     for name in available():
         cls = get(name)
-        doc = (inspect.getdoc(cls) or "").strip().splitlines()
-        t.add_row(name, cls.input_kind, doc[0] if doc else "")
+        t.add_row(name, cls.input_kind, doc_summary(cls))
     _console().print(t)
     return 0
 
@@ -661,9 +676,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = s.add_subparsers(dest="model", metavar="MODEL", required=True)
     for name in available():
         cls = get(name)
-        doc = (inspect.getdoc(cls) or "").splitlines()
-        m = models.add_parser(name, help=doc[0] if doc else None, formatter_class=_Formatter,
-                              description=f"anogen train {name}: {doc[0] if doc else ''}\n--seed seeds both the "
+        summary = doc_summary(cls)
+        m = models.add_parser(name, help=summary or None, formatter_class=_Formatter,
+                              description=f"anogen train {name}: {summary}\n--seed seeds both the "
                                           "data split and the model.\n\nData specs (--data):\n" + _spec_forms())
         m.add_argument("--data", required=True, metavar="SPEC", help="data spec (forms above), e.g. digits:normal=0")
         m.add_argument("--out", required=True, metavar="DIR", help="output folder")

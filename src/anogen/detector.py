@@ -48,7 +48,13 @@ from anogen.checkpoint import (
     split_prefixed,
     write_checkpoint,
 )
-from anogen.data.transforms import InputError, Preprocess, augment, is_vector_input, to_vectors
+from anogen.data.transforms import (
+    AUGMENTATIONS, CHANNEL_MODES, NORMALIZATIONS, RESIZE_MODES, InputError, Preprocess, augment, is_vector_input,
+    reject_unsupported, to_vectors,
+)
+from anogen.estimator import EstimatorAPI, not_fitted
+from anogen.params import ParameterError, flag, integer, one_of, real, subset_of
+from anogen.params import device as device_name
 from anogen.inference import scoring_mode, scoring_view
 
 FORMAT_VERSION = 1
@@ -77,8 +83,11 @@ def library_version() -> str:
 
 
 @dataclass(kw_only=True)
-class Detector:
-    """Base of every anogen detector. Fields are hyperparameters; everything learned ends in ``_``."""
+class Detector(EstimatorAPI):
+    """Base of every anogen detector. Fields are hyperparameters; everything learned ends in ``_``.
+
+    Every field has a domain (``param_domains``, :mod:`anogen.params`), checked at creation and by ``set_params``;
+    the scikit-learn / PyOD methods come from :class:`anogen.estimator.EstimatorAPI`."""
 
     epochs: int = 10
     """training epochs"""
@@ -90,8 +99,8 @@ class Detector:
     """torch device; "auto" picks CUDA when present"""
     image_size: int = 64
     """side of the square images the model sees (inputs are resized to it)"""
-    channels: int = 3
-    """channel count the model sees"""
+    channels: int = 0
+    """channel count the model sees (0: as the training data, 1 for gray, 3 for color or normalize=imagenet)"""
     channel_mode: str = "convert"
     """"convert" maps gray <-> RGB and drops alpha; "strict" refuses other channel counts"""
     resize: str = "bilinear"
@@ -112,6 +121,15 @@ class Detector:
     """batch size for scoring"""
     verbose: bool = True
     """show a progress bar during fit"""
+
+    param_domains: ClassVar[dict] = {
+        "epochs": integer(1), "batch_size": integer(1), "seed": integer(0), "device": device_name(),
+        "image_size": integer(1), "channels": integer(0), "channel_mode": one_of(CHANNEL_MODES),
+        "resize": one_of(RESIZE_MODES), "normalize": one_of(NORMALIZATIONS), "augment": subset_of(AUGMENTATIONS),
+        "patch_size": integer(0), "patch_stride": integer(1), "val_every": integer(1),
+        "contamination": real(0.0, 0.5, lo_open=True, hi_open=True), "eval_batch_size": integer(1),
+        "verbose": flag(),
+    }
 
     name: ClassVar[str] = "detector"
     input_kind: ClassVar[str] = "image"
@@ -179,15 +197,22 @@ class Detector:
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def get_params(self) -> dict[str, Any]:
-        """The hyperparameters as a dict (scikit-learn's get_params)."""
-        return {f: getattr(self, f) for f in self.field_names()}
+    def check_params(self) -> None:
+        """Every field in its domain, then the rules between base fields (the patch window)."""
+        super().check_params()
+        p, stride = self.patch_size, self.patch_stride
+        if p > 0 and stride > p:
+            raise ParameterError(f"{self.name}: patch_stride={stride} must be in 1..patch_size ({p}) so that windows "
+                                 f"cover every pixel")
+        if p > self.image_size:
+            raise ParameterError(f"{self.name}: patch_size={p} must be <= image_size ({self.image_size}): images of "
+                                 f"{self.image_size}x{self.image_size} pixels are smaller than a patch of {p}x{p}")
 
     @property
     def preprocess(self) -> Preprocess:
         return Preprocess(
             image_size=self.image_size,
-            channels=self.channels,
+            channels=getattr(self, "channels_", None) or self.channels or (3 if self.normalize == "imagenet" else 0),
             channel_mode=self.channel_mode,
             resize=self.resize,
             normalize=self.normalize,
@@ -205,15 +230,18 @@ class Detector:
         """Any accepted input -> the CPU tensor the model consumes (after ``embed``); whole preprocessed images in
         patch mode (crops are taken, and embedded, later)."""
         fitted = hasattr(self, "input_shape_")
+        reject_unsupported(data)
         kind = self._kind_of(data)
         if kind == "vector":
-            x = to_vectors(data, self.input_shape_[0] if fitted else None)
+            x = to_vectors(data, self.input_shape_[0] if fitted else None, who=type(self).__name__)
         else:
             if is_vector_input(data):
                 raise InputError(
-                    f"got a 2-D array {tuple(data.shape)}: this {self.name} model expects images (N, H, W[, C])"
+                    f"got a 2-D array {np.shape(data)}: this {self.name} model expects images (N, H, W[, C])"
                 )
             x = self.preprocess(data)
+            if not hasattr(self, "channels_"):
+                self.channels_ = int(x.shape[1])  # what the model sees; inferred from the data when channels=0
         if kind == "image" and self.patch_size > 0:
             return self._check_patchable(x)
         if kind == "image" and self._has_embed():
@@ -237,12 +265,16 @@ class Detector:
 
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None,
-            checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False) -> "Detector":
+            checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
+            check_y: bool = False) -> "Detector":
         """Train on normal data ``x`` and calibrate the threshold; returns ``self``.
 
         Args:
-            x: normal training images (numpy (N, H, W[, C]), tensor (N, C, H, W), paths, a folder) or vectors (N, D).
-            y: optional labels, accepted for scikit-learn compatibility; any 1 (anomaly) among them is an error.
+            x: normal training images (numpy (N, H, W[, C]), tensor (N, C, H, W), paths, a folder) or vectors (N, D)
+                (a numpy array, a tensor, or a list of lists).
+            y: ignored, as by scikit-learn's outlier detectors (accepted so that pipelines and model selection can
+                pass it); every sample of ``x`` is trained on as normal. With ``check_y=True`` any 1 (anomaly) in
+                ``y`` is an error instead.
             val_x: validation inputs. With ``val_y`` (1 = anomaly) the state with the best validation AUROC,
                 checked every ``val_every`` epochs, is kept; the threshold comes from its normal scores.
             val_y: labels of ``val_x``; without them ``val_x`` is taken as normal and only calibrates the threshold.
@@ -252,12 +284,13 @@ class Detector:
             checkpoint_every: epochs between checkpoints; 0 writes none (with ``resume``: only continue from one).
             resume: continue from ``checkpoint`` (which must exist, from a run with the same configuration and data)
                 instead of epoch 1; on the same device the result is bit-identical to an uninterrupted run.
+            check_y: refuse a ``y`` that marks anomalies (a guard against training on them by mistake).
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a second fit starts from scratch
         _seed_everything(self.seed)
         dev = self._device()
-        if y is not None and np.asarray(y).astype(int).any():
+        if check_y and y is not None and np.asarray(y).astype(int).any():
             raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
         self.input_kind_ = self._kind_of(x)
         self._check_patch_fields(self.input_kind_)
@@ -268,6 +301,11 @@ class Detector:
             self.image_shape_ = tuple(int(s) for s in xt.shape[1:])
             x_fit = self._embed_crops(random_crops(xt, self.patch_size, torch.Generator().manual_seed(self.seed)))
         self.input_shape_ = tuple(int(s) for s in x_fit.shape[1:])
+        if self.input_kind_ == "vector":
+            self.n_features_in_ = self.input_shape_[0]  # scikit-learn's name for the vector length
+        if self.iterative and len(xt) < 2:
+            raise InputError(f"{self.name}: got {len(xt)} sample; training needs at least 2 samples (a batch of one "
+                             f"cannot be normalised)")
         vx = self._prepare(val_x) if val_x is not None else None
         vy = None if val_y is None else np.asarray(val_y).astype(int).ravel()
         if vy is not None and (vx is None or len(vy) != len(vx)):
@@ -301,6 +339,7 @@ class Detector:
             "n": int(len(s)), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
             "max": float(s.max()), "q50": float(np.quantile(s, 0.5)), "q99": float(np.quantile(s, 0.99)),
         }
+        scoring_view(self)  # cache the inference view of the final state: scoring after fit reuses it
         return self
 
     def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None,
@@ -368,7 +407,8 @@ class Detector:
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
-            raise NotFittedError(f"this {self.name} detector is not fitted yet: call fit(x) or anogen.load(path) first")
+            raise not_fitted(NotFittedError, f"this {self.name} detector is not fitted yet: call fit(x) or "
+                                             f"anogen.load(path) first")
 
     def _score_chunk(self, x: Tensor) -> Tensor:
         """``score_batch`` on one batch already on the device -> (B,) float64 on the CPU, checked for its length."""
@@ -595,10 +635,15 @@ def _from_model_file(path: Path, meta: dict[str, Any], tensors: dict[str, Tensor
     det.input_shape_ = tuple(shape)
     if meta.get("image_shape") is not None:
         det.image_shape_ = tuple(meta["image_shape"])  # patch mode: the whole images the windows slide over
+    if kind == "image":  # the channel count the model sees (inferred from the training data when channels=0)
+        pre = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+        det.channels_ = int(pre.get("channels") or det.channels or (shape[0] if not det._has_embed() else 3))
+        if det.channels and det.channels_ != det.channels:
+            raise _Tampered(f"its preprocessing sees {det.channels_} channels, its configuration {det.channels}")
     if kind == "image" and not det._has_embed():  # the network sees what the saved preprocessing produces
         side = det.patch_size if det.patch_size > 0 else det.image_size
-        if tuple(shape) != (det.channels, side, side):
-            raise _Tampered(f"its input shape {tuple(shape)} contradicts its configuration ({det.channels} channels, "
+        if tuple(shape) != (det.channels_, side, side):
+            raise _Tampered(f"its input shape {tuple(shape)} contradicts its configuration ({det.channels_} channels, "
                             f"{side} px)")
     det.build(det.input_shape_)
     if not hasattr(det, "nets_"):

@@ -57,7 +57,7 @@ def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, 
     ov = {"image_size": size, "epochs": 1, "verbose": False, "seed": seed, **(overrides or {})}
     det = anogen.create(name, **ov)
     fields = det.field_names()
-    ch = int(ov.get("channels", det.channels))
+    ch = int(ov.get("channels", det.channels)) or 3  # channels=0 (as the data): colour images
     train = rng.integers(0, 256, size=(n_train, size, size, ch), dtype=np.uint8)
     det.fit(train)
     out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_, "n_train": n_train,

@@ -107,6 +107,7 @@ from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
+from anogen.params import flag, integer, non_negative, one_of, positive, real, tuple_of, unit_interval
 from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, mlp
 
@@ -233,6 +234,12 @@ class _EBGANBase(GANTricks, Detector):
     """anomaly score (see the module docstring for the terms)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ()
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "width": integer(1), "max_width": integer(1), "d_norm": one_of(D_NORMS),
+        "margin": positive(), "hinge": one_of(HINGES), "pt_weight": non_negative(), "n_gen": integer(1),
+        "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
+        "ema_decay": real(0.0, 1.0, hi_open=True)
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan",)
 
     def __post_init__(self) -> None:
@@ -393,6 +400,9 @@ class EBGAN(_EBGANBase):
     """anomaly score: image, ae_image, latent_l1, latent_l2 or energy (x~ = G(Enc_D(x)); see the module docstring)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("image", "ae_image", "latent_l1", "latent_l2", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES)
+    }
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         self._build_nets(input_shape, {}, averaged=("G", "D"))
@@ -430,6 +440,10 @@ class ENCEBGAN(_EBGANBase):
     """weight w of the feature term in comb = (1 - w) image + w feature (reference feature_match_weight)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "feature", "embedding", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES), "stage_epochs": tuple_of(2, integer(1)), "lr_e": positive(),
+        "w_enc_feature": non_negative(), "score_weight": unit_interval()
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder")
 
     def __post_init__(self) -> None:
@@ -500,6 +514,11 @@ class SENCEBGAN(_EBGANBase):
     """weight w of the latent term in comb = image + w latent (reference)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "latent", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES), "stage_epochs": tuple_of(3, integer(1)), "g_embed_weight": non_negative(),
+        "lr_e": positive(), "w_enc_feature": non_negative(), "use_dxx": flag(), "use_dzz": flag(),
+        "lr_dxz": positive(), "dzz_hidden": integer(1), "score_weight": non_negative()
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder_g", "encoder_r")
 
     def __post_init__(self) -> None:
