@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -43,7 +44,7 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,7 +54,7 @@ CHECKPOINT_FILE = "checkpoint.anogen-ckpt"  # training checkpoint in OUT (--chec
 DEMO_SPEC = "digits:normal=0"
 _TIMING_IMAGES = 256  # scoring speed is measured on at most this many test images
 # train's own flags; a detector field of these names gets no flag
-_RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume"}
+_RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume", "log_dir", "mlflow"}
 
 
 # ---------------------------------------------------------------------------------------------- flags from fields
@@ -276,12 +277,13 @@ def _has_map(det: Any) -> bool:
 
 def train_and_report(
     name: str, overrides: dict[str, Any], spec: str, out: Path, *, seed: int = 0, console: Any = None,
-    checkpoint_every: int = 0, resume: bool = False,
+    checkpoint_every: int = 0, resume: bool = False, log_dir: str | Path | None = None, mlflow: bool = False,
 ) -> dict[str, Any]:
     """Load ``spec``, fit detector ``name`` on its train split, save it, evaluate on its test split, draw the plots.
 
     With ``checkpoint_every`` > 0 a training checkpoint ``out/checkpoint.anogen-ckpt`` is written every that many
-    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`).
+    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`). ``log_dir``: TensorBoard event files
+    (:mod:`anogen.logs`); ``mlflow``: also log to an MLflow run (started here when none is active).
 
     Returns the record also written to ``out/metrics.json`` (when the split has a labelled test set).
     """
@@ -303,7 +305,10 @@ def train_and_report(
                   f"{n_val} validation ({how}), {n_test} test")
     if checkpoint_every or resume:
         fit_kw.update(checkpoint=out / CHECKPOINT_FILE, checkpoint_every=checkpoint_every, resume=resume)
-    det.fit(split.train.x, **fit_kw)
+    if log_dir is not None:
+        fit_kw["log_dir"] = log_dir
+    with _mlflow_run(mlflow, name):
+        det.fit(split.train.x, **fit_kw)
     if not distributed.is_main():  # under torchrun every rank trains; rank 0 alone writes model, metrics, plots
         return {"detector": name, "data": spec, "rank": distributed.rank_world()[0], "fit_seconds": det.fit_seconds_}
     files: dict[str, Path] = {"model": det.save(out / MODEL_FILE)}
@@ -346,6 +351,23 @@ def train_and_report(
         files["metrics"].write_text(json.dumps(_jsonable(record), indent=2) + "\n")
     _print_summary(console, record)
     return record
+
+
+@contextlib.contextmanager
+def _mlflow_run(enabled: bool, name: str) -> Iterator[None]:
+    """An MLflow run around the fit when asked (and none is active); a clear error without MLflow."""
+    if not enabled:
+        yield
+        return
+    try:
+        import mlflow
+    except ImportError as e:
+        raise UserError("--mlflow needs MLflow: pip install mlflow") from e
+    if mlflow.active_run() is not None:
+        yield
+        return
+    with mlflow.start_run(run_name=f"anogen-{name}"):
+        yield
 
 
 def channels_note(det: Any) -> str | None:
@@ -470,7 +492,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     console = _console() if distributed.is_main() else _console_quiet()
     try:
         train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console,
-                         checkpoint_every=args.checkpoint_every, resume=args.resume)
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, log_dir=args.log_dir,
+                         mlflow=args.mlflow)
     except BaseException:
         if started:
             distributed.shutdown(barrier=False)
@@ -695,6 +718,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"continue from OUT/{CHECKPOINT_FILE}, with the flags and data of the run that "
                                 "wrote it; on the same device the result is bit-identical to an uninterrupted run")
         m.set_defaults(checkpoint_every=0, resume=False)
+        m.add_argument("--log-dir", metavar="DIR", default=None,
+                       help="write TensorBoard event files there: losses per step, validation AUROC, image grids "
+                            "every few epochs (pip install 'anogen[logs]'; view with tensorboard --logdir DIR)")
+        m.add_argument("--mlflow", action="store_true",
+                       help="also log the run's scalars and settings to MLflow (needs mlflow installed)")
         names = add_field_flags(m, cls, skip=_RESERVED)
         m.set_defaults(func=cmd_train, field_names=names)
 

@@ -266,7 +266,7 @@ class Detector(EstimatorAPI):
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None,
             checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
-            check_y: bool = False) -> "Detector":
+            check_y: bool = False, log_dir: str | Path | None = None) -> "Detector":
         """Train on normal data ``x`` and calibrate the threshold; returns ``self``.
 
         Args:
@@ -285,6 +285,8 @@ class Detector(EstimatorAPI):
             resume: continue from ``checkpoint`` (which must exist, from a run with the same configuration and data)
                 instead of epoch 1; on the same device the result is bit-identical to an uninterrupted run.
             check_y: refuse a ``y`` that marks anomalies (a guard against training on them by mistake).
+            log_dir: write TensorBoard event files there (losses per step, validation AUROC, image grids every few
+                epochs; also MLflow where a run is active): see :mod:`anogen.logs`.
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a second fit starts from scratch
@@ -321,6 +323,7 @@ class Detector(EstimatorAPI):
         self.setup_data(x_fit)
         _dist.prepare(self)  # under torch.distributed: rank 0's weights on every rank, per-rank RNG streams
         self.history_: list[dict[str, float]] = []
+        self._log = _open_log(log_dir, self) if log_dir is not None and _dist.is_main() else None
         t0 = time.perf_counter()
         if self.iterative:
             self._train_loop(xt, vx, vy, ckpt)
@@ -339,6 +342,9 @@ class Detector(EstimatorAPI):
             "n": int(len(s)), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
             "max": float(s.max()), "q50": float(np.quantile(s, 0.5)), "q99": float(np.quantile(s, 0.99)),
         }
+        log = self.__dict__.pop("_log", None)
+        if log is not None:
+            log.close(self)  # the threshold, the fit time; closes the event files
         scoring_view(self)  # cache the inference view of the final state: scoring after fit reuses it
         return self
 
@@ -352,6 +358,7 @@ class Detector(EstimatorAPI):
         steps = n // bs  # the last partial batch is dropped (BatchNorm needs > 1 sample)
         gen = torch.Generator().manual_seed(self.seed)
         best_auc, best_state = -math.inf, None
+        log = getattr(self, "_log", None)  # TensorBoard / MLflow (fit(log_dir=...)), or None
         start = 0  # with resume: the epochs the checkpoint holds, and everything the run held after them
         if ckpt is not None and ckpt.resume:
             start, best_auc, best_state = restore(self, ckpt, gen)
@@ -383,6 +390,8 @@ class Detector(EstimatorAPI):
                                 f"{kept_note(ckpt)} (lower the learning rates or check the inputs)"
                             )
                         sums[k] = sums.get(k, 0.0) + v
+                    if log is not None:
+                        log.step(epoch * steps + i + 1, losses)
                     text = " ".join(f"{k}={v / (i + 1):.3g}" for k, v in sums.items())
                     prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
                 _dist.sync_state(self)  # ranks validate and continue from rank 0's state (BatchNorm buffers)
@@ -397,6 +406,8 @@ class Detector(EstimatorAPI):
                         best_state = (copy.deepcopy(self.nets_.state_dict()), copy.deepcopy(self.extra_state()))
                     prog.console.log(f"epoch {epoch + 1}: validation AUROC {auc:.4f} (best {best_auc:.4f})")
                 self.history_.append(rec)
+                if log is not None:
+                    log.epoch(self, rec, xt)
                 if ckpt is not None and ckpt.every > 0 and (epoch + 1) % ckpt.every == 0 and _dist.is_main():
                     write_checkpoint(self, ckpt, epoch + 1, gen, best_auc, best_state)
         if best_state is not None:
@@ -701,6 +712,12 @@ def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
     rows = (top[:, None] + ar)[:, None, :, None]  # (B, 1, p, 1)
     cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
     return x[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
+def _open_log(log_dir: str | Path, det: Detector) -> Any:
+    from anogen.logs import TrainingLog
+
+    return TrainingLog(log_dir, det)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -353,7 +353,8 @@ class _ALGANBase(GANTricks, Detector):
         Returns:
             For ALGAN-image, images (n, C, H, W) in [0, 1]; for ALGAN-feature, vectors (n, F) in input units.
         """
-        self._check_fitted()
+        if not hasattr(self, "nets_"):  # G exists once training has started (training logs sample from it)
+            self._check_fitted()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
