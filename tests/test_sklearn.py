@@ -52,6 +52,10 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
 }
 
 
+MAY_PASS = {"check_methods_subset_invariance"}
+"""expected failures that hinge on float rounding, which another machine's kernels may not show"""
+
+
 def vector_detectors() -> list[str]:
     return [n for n in anogen.available() if get(n).input_kind in ("vector", "any")]
 
@@ -77,7 +81,7 @@ def test_check_estimator(name):
         status.setdefault(r["check_name"], set()).add(r["status"])
     failed = {k: v for k, v in status.items() if "failed" in v}
     assert not failed, f"{name}: unexpected failures {sorted(failed)}"
-    passing = sorted(k for k in expected if status.get(k) == {"passed"})
+    passing = sorted(k for k in expected if status.get(k) == {"passed"} and k not in MAY_PASS)
     assert not passing, f"{name}: listed as expected failures but pass: {passing} (remove them from the list)"
     assert sum("passed" in v for v in status.values()) >= 30
 

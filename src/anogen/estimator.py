@@ -145,6 +145,13 @@ class EstimatorAPI:
             state["nets_"] = {k: t.detach().cpu() for k, t in state["nets_"].state_dict().items()}
         return state
 
+    def __copy__(self) -> Any:
+        """A plain shallow copy (the instance dict, values shared), as without ``__getstate__`` (the cached
+        inference view of :mod:`anogen.inference` is one)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         nets = state.pop("nets_", None)
         self.__dict__.update(state)
