@@ -91,10 +91,10 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.data.transforms import InputError, add_pool_channels
 from anogen.detector import Detector
-from anogen.params import flag, integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 from anogen.features import BACKBONES, load_backbone
 from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp
+from anogen.params import flag, integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 G_LOSSES = ("nonsaturating", "minimax")
 
@@ -209,11 +209,12 @@ class PoolChannels(nn.Module):
 @dataclass(kw_only=True)
 class _ALGANBase(GANTricks, Detector):
     """Algorithm 1 and eqs. (5)-(8), shared by ALGAN-image and ALGAN-feature (which supply the networks)."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
         "latent_dim": integer(1), "sigma": positive(), "alpha": unit_interval(), "xi": unit_interval(),
         "n_z": integer(1), "n_dis": integer(1), "lr_g": positive(), "lr_d": positive(),
         "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "use_buffer": flag(), "use_anomalous_latent": flag(),
-        "g_loss": one_of(G_LOSSES)
+        "g_loss": one_of(G_LOSSES),
     }
 
     batch_size: int = 16
@@ -375,8 +376,9 @@ class _ALGANBase(GANTricks, Detector):
 @dataclass(kw_only=True)
 class ALGAN(_ALGANBase):
     """ALGAN-image: convolutional G and D on images; score = -D(x) (eq. 8). Defaults are the paper's (IV-A)."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
-        "image_size": power_of_two(8, 1024), "width": integer(1), "max_width": integer(1), "pool_channels": flag()
+        "image_size": power_of_two(8, 1024), "width": integer(1), "max_width": integer(1), "pool_channels": flag(),
     }
 
     epochs: int = 512
@@ -421,8 +423,9 @@ class ALGAN(_ALGANBase):
 @dataclass(kw_only=True)
 class ALGANFeature(_ALGANBase):
     """ALGAN-feature: fully connected G and D on feature vectors ((N, D) inputs, or images via a frozen backbone)."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
-        "backbone": one_of((*BACKBONES, "none")), "hidden": integer(1), "standardize": flag()
+        "backbone": one_of((*BACKBONES, "none")), "hidden": integer(1), "standardize": flag(),
     }
 
     epochs: int = 192

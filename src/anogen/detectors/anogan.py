@@ -58,9 +58,9 @@ from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
-from anogen.params import integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 from anogen.losses import GANTricks, adversarial_loss, residual_score
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init
+from anogen.params import integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 SEARCH_OPTIMIZERS = ("adam", "sgd")
 
@@ -74,7 +74,7 @@ class AnoGAN(GANTricks, Detector):
         "image_size": power_of_two(8, 1024), "latent_dim": integer(1), "width": integer(1), "max_width": integer(1),
         "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
         "bn_momentum": unit_interval(), "lam": unit_interval(), "search_steps": integer(1), "search_lr": positive(),
-        "search_optimizer": one_of(SEARCH_OPTIMIZERS)
+        "search_optimizer": one_of(SEARCH_OPTIMIZERS),
     }
 
     epochs: int = 50

@@ -42,18 +42,17 @@ Deviations / choices:
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from anogen._registry import register
-from anogen.params import flag, one_of, unit_interval
 from anogen.detectors.bigan import BiGAN, conv_trunk
 from anogen.losses import feature_matching
 from anogen.nets import stage_widths
+from anogen.params import flag, one_of, unit_interval
 
 DISCRIMINATORS = ("projection", "concat")
 
@@ -87,8 +86,9 @@ def consistency_losses(x: Tensor, x_rec: Tensor, z: Tensor, z_rec: Tensor) -> tu
 @dataclass(kw_only=True)
 class CEBiGAN(BiGAN):
     """Consistency-ensured BiGAN (Komoto et al. 2020): BiGAN + consistency losses + projection discriminator."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
-        "discriminator": one_of(DISCRIMINATORS), "consistency": flag(), "alpha": unit_interval()
+        "discriminator": one_of(DISCRIMINATORS), "consistency": flag(), "alpha": unit_interval(),
     }
 
     discriminator: str = "projection"

@@ -107,9 +107,9 @@ from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
-from anogen.params import flag, integer, non_negative, one_of, positive, real, tuple_of, unit_interval
 from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, mlp
+from anogen.params import flag, integer, non_negative, one_of, positive, real, tuple_of, unit_interval
 
 HINGES = ("sample", "batch")
 D_NORMS = ("batch", "spectral")
@@ -238,7 +238,7 @@ class _EBGANBase(GANTricks, Detector):
         "latent_dim": integer(1), "width": integer(1), "max_width": integer(1), "d_norm": one_of(D_NORMS),
         "margin": positive(), "hinge": one_of(HINGES), "pt_weight": non_negative(), "n_gen": integer(1),
         "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
-        "ema_decay": real(0.0, 1.0, hi_open=True)
+        "ema_decay": real(0.0, 1.0, hi_open=True),
     }
     STAGES: ClassVar[tuple[str, ...]] = ("gan",)
 
@@ -401,7 +401,7 @@ class EBGAN(_EBGANBase):
 
     SCORES: ClassVar[tuple[str, ...]] = ("image", "ae_image", "latent_l1", "latent_l2", "energy")
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
-        "score": one_of(SCORES)
+        "score": one_of(SCORES),
     }
 
     def build(self, input_shape: tuple[int, ...]) -> None:
@@ -442,7 +442,7 @@ class ENCEBGAN(_EBGANBase):
     SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "feature", "embedding", "energy")
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
         "score": one_of(SCORES), "stage_epochs": tuple_of(2, integer(1)), "lr_e": positive(),
-        "w_enc_feature": non_negative(), "score_weight": unit_interval()
+        "w_enc_feature": non_negative(), "score_weight": unit_interval(),
     }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder")
 
@@ -517,7 +517,7 @@ class SENCEBGAN(_EBGANBase):
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
         "score": one_of(SCORES), "stage_epochs": tuple_of(3, integer(1)), "g_embed_weight": non_negative(),
         "lr_e": positive(), "w_enc_feature": non_negative(), "use_dxx": flag(), "use_dzz": flag(),
-        "lr_dxz": positive(), "dzz_hidden": integer(1), "score_weight": non_negative()
+        "lr_dxz": positive(), "dzz_hidden": integer(1), "score_weight": non_negative(),
     }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder_g", "encoder_r")
 

@@ -60,18 +60,17 @@ Deviations / choices (the thesis is silent or the reference does otherwise):
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
-from anogen.params import integer, non_negative, one_of, positive, power_of_two, real, tuple_of
 from anogen.losses import GANTricks, adversarial_loss, gradient_penalty
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size
+from anogen.params import integer, non_negative, one_of, positive, power_of_two, real, tuple_of
 
 MODES = ("izi", "ziz", "izi_f")
 SCORES = ("auto", "image", "image_feature", "latent")
@@ -109,7 +108,7 @@ class FAnoGAN(GANTricks, Detector):
         "image_size": power_of_two(8, 1024), "encoder_epochs": integer(0), "latent_dim": integer(1),
         "width": integer(1), "max_width": integer(1), "n_dis": integer(1), "gp_weight": non_negative(),
         "lr": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "lr_e": positive(),
-        "mode": one_of(MODES), "kappa": non_negative(), "encoder_act": one_of(ENCODER_ACTS), "score": one_of(SCORES)
+        "mode": one_of(MODES), "kappa": non_negative(), "encoder_act": one_of(ENCODER_ACTS), "score": one_of(SCORES),
     }
 
     epochs: int = 14

@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.data.transforms import InputError
 from anogen.detector import Detector
-from anogen.params import integer, non_negative, one_of
 from anogen.features import pca_fit, pca_project
+from anogen.params import integer, non_negative, one_of
 
 SCORES = ("nll", "unregularized")
 
@@ -83,9 +83,10 @@ def gmm_scores(x: Tensor, weights: Tensor, means: Tensor, prec_chol: Tensor, sco
 @dataclass(kw_only=True)
 class GMM(Detector):
     """Gaussian mixture model (full covariances, EM) on flattened images or vectors, optionally after PCA."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
         "n_components": integer(1), "pca_components": integer(0), "score": one_of(SCORES),
-        "reg_covar": non_negative(), "max_iter": integer(1)
+        "reg_covar": non_negative(), "max_iter": integer(1),
     }
 
     n_components: int = 10

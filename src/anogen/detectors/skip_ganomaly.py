@@ -54,19 +54,18 @@ Deviations / choices:
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from anogen._registry import register
-from anogen.params import flag, non_negative, one_of, unit_interval
 from anogen.detectors.ganomaly import _GANomalyBase
 from anogen.losses import adversarial_loss, feature_matching
 from anogen.nets import ConvEncoder
+from anogen.params import flag, non_negative, one_of, unit_interval
 
 
 # ---------------------------------------------------------------------------------------------------- modules
@@ -150,8 +149,9 @@ def skip_ganomaly_score(x: Tensor, x_rec: Tensor, f_x: Tensor, f_rec: Tensor, la
 @dataclass(kw_only=True)
 class SkipGANomaly(_GANomalyBase):
     """Skip-GANomaly (Akcay et al., IJCNN 2019): U-Net G; score = lam R + (1 - lam) L (2.97)."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
-        "w_lat": non_negative(), "lam": unit_interval(), "rec_p": one_of((1, 2)), "d_latent": flag()
+        "w_lat": non_negative(), "lam": unit_interval(), "rec_p": one_of((1, 2)), "d_latent": flag(),
     }
 
     w_lat: float = 1.0

@@ -151,10 +151,11 @@ def vae_terms(x: Tensor, mu_x: Tensor, logvar_x: Tensor, mu_z: Tensor, logvar_z:
 @dataclass(kw_only=True)
 class VAE(Detector):
     """Convolutional VAE with a Gaussian decoder; score = M(x), the unregularized score (eq. 6), by default."""
+
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
         "n_conv": integer(1), "n_channels": integer(1), "latent_dim": integer(1), "score": one_of(tuple(SCORES)),
         "lr": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "weight_decay": non_negative(),
-        "logvar_min": real(), "logvar_max": real()
+        "logvar_min": real(), "logvar_max": real(),
     }
 
     image_size: int = 32
