@@ -171,6 +171,9 @@ def test_pyod_api_like_a_pyod_detector():
     assert (unify[20:] > 0.99).all()  # far outliers: erf of many training standard deviations
     conf = clf.predict_confidence(test)
     assert conf.shape == (len(test),) and (conf >= 0).all() and (conf <= 1).all()
+    labels2, conf2 = clf.predict(test, return_confidence=True)
+    np.testing.assert_array_equal(labels2, pred)
+    np.testing.assert_array_equal(conf2, conf)
     with pytest.raises(ValueError, match="method"):
         clf.predict_proba(test, method="sigmoid")
 

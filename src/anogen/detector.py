@@ -451,9 +451,12 @@ class Detector(EstimatorAPI):
         self._check_fitted()
         return self._score_prepared(self._prepare(x))
 
-    def predict(self, x: Any) -> np.ndarray:
-        """Labels (N,) in {0, 1}: 1 where the score exceeds ``threshold_``."""
-        return (self.decision_function(x) > self.threshold_).astype(np.int64)
+    def predict(self, x: Any, return_confidence: bool = False) -> Any:
+        """Labels (N,) in {0, 1}: 1 where the score exceeds ``threshold_``; with ``return_confidence`` (PyOD's
+        argument) also each label's confidence (N,), as :meth:`predict_confidence`."""
+        s = self.decision_function(x)
+        labels = (s > self.threshold_).astype(np.int64)
+        return (labels, self.confidence_of(s)) if return_confidence else labels
 
     def anomaly_maps(self, x: Any) -> np.ndarray:
         """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them.

@@ -198,9 +198,12 @@ class EstimatorAPI:
 
     def predict_confidence(self, x: Any) -> np.ndarray:
         """(N,) confidence in [0, 1] of each ``predict`` label (ExCeeD, as PyOD's ``predict_confidence``)."""
+        return self.confidence_of(self.decision_function(x))  # type: ignore[attr-defined]
+
+    def confidence_of(self, s: np.ndarray) -> np.ndarray:
+        """ExCeeD confidence (N,) of the labels of scores ``s`` (see :meth:`predict_confidence`)."""
         from scipy.stats import binom
 
-        s = self.decision_function(x)  # type: ignore[attr-defined]
         train = np.sort(np.asarray(self.decision_scores_, dtype=np.float64))  # type: ignore[attr-defined]
         n = len(train)
         k = np.searchsorted(train, s, side="right")  # training scores <= s
