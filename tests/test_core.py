@@ -77,7 +77,7 @@ def test_divergence_raises_and_writes_nothing(tmp_path):
 def test_fit_refuses_anomalies_in_y():
     normal, _, _ = _bright_vs_dark()
     with pytest.raises(InputError, match="normal data only"):
-        _MeanDetector(image_size=8, channels=1, verbose=False).fit(normal, y=np.ones(len(normal)))
+        _MeanDetector(image_size=8, channels=1, verbose=False).fit(normal, y=np.ones(len(normal)), check_y=True)
 
 
 def test_registry_rejects_duplicates():

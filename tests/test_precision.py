@@ -75,7 +75,10 @@ def test_network_outputs_are_fp32_under_autocast():
 
 @pytest.mark.parametrize("bad", ["fp16", "float8", "FP32"])
 def test_unsupported_precision_is_refused_before_training(bad, digits):
-    det = anogen.create("ae", epochs=1, image_size=16, channels=1, verbose=False, precision=bad)
+    with pytest.raises(ValueError, match="precision"):
+        anogen.create("ae", epochs=1, image_size=16, channels=1, verbose=False, precision=bad)
+    det = anogen.create("ae", epochs=1, image_size=16, channels=1, verbose=False)
+    det.precision = bad  # set behind the checks: fit still refuses it before training
     with pytest.raises(ValueError, match="precision"):
         det.fit(digits[0][:16])
     assert not hasattr(det, "nets_")

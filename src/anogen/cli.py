@@ -28,7 +28,6 @@ errors (missing files, unreadable images, bad values) print one line ``anogen: e
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from typing import Sequence
@@ -46,13 +45,13 @@ from anogen.commands import (
     cmd_train,
 )
 from anogen.flags import HelpFormatter as _Formatter
-from anogen.flags import add_field_flags, fmt_overrides as _fmt_overrides
+from anogen.flags import add_field_flags, doc_summary, fmt_overrides as _fmt_overrides
 from anogen.run import CHECKPOINT_FILE
 from anogen.run import presets as _presets
 
 EXIT_ERROR = 2
 # train's own flags; a detector field of these names gets no flag
-_RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume"}
+_RESERVED = {"data", "out", "preset", "help", "checkpoint_every", "resume", "log_dir", "mlflow"}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -114,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = s.add_subparsers(dest="model", metavar="MODEL", required=True)
     for name in available():
         cls = get(name)
-        doc = (inspect.getdoc(cls) or "").splitlines()
-        m = models.add_parser(name, help=doc[0] if doc else None, formatter_class=_Formatter,
-                              description=f"anogen train {name}: {doc[0] if doc else ''}\n--seed seeds both the "
+        summary = doc_summary(cls)
+        m = models.add_parser(name, help=summary or None, formatter_class=_Formatter,
+                              description=f"anogen train {name}: {summary}\n--seed seeds both the "
                                           "data split and the model.\n\nData specs (--data):\n" + _spec_forms())
         m.add_argument("--data", required=True, metavar="SPEC", help="data spec (forms above), e.g. digits:normal=0")
         m.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
@@ -133,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"continue from OUT/{CHECKPOINT_FILE}, with the flags and data of the run that "
                                 "wrote it; on the same device the result is bit-identical to an uninterrupted run")
         m.set_defaults(checkpoint_every=0, resume=False)
+        m.add_argument("--log-dir", metavar="DIR", default=None,
+                       help="write TensorBoard event files there: losses per step, validation AUROC, image grids "
+                            "every few epochs (pip install 'anogen[logs]'; view with tensorboard --logdir DIR)")
+        m.add_argument("--mlflow", action="store_true",
+                       help="also log the run's scalars and settings to MLflow (needs mlflow installed)")
         names = add_field_flags(m, cls, skip=_RESERVED)
         m.set_defaults(func=cmd_train, field_names=names)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import io
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from anogen._util import UserError
 from anogen.flags import fmt_overrides as _fmt_overrides
-from anogen.flags import parse_assignments, parse_csv as _csv
+from anogen.flags import doc_summary, parse_assignments, parse_csv as _csv
 from anogen.run import presets as _presets
 from anogen.run import train_and_report
 
@@ -61,6 +60,8 @@ def _print_summary(console: Any, record: dict[str, Any]) -> None:
         console.print(t)
     else:
         console.print(f"fit in {record['fit_seconds']:.1f} s; threshold {record['threshold']:.4g}")
+    if record.get("channels"):
+        console.print(f"channels: {record['channels']}")
     console.print("wrote:")
     for k, v in record["files"].items():
         console.print(f"  {k:<10} {escape(v)}")
@@ -78,8 +79,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     t.add_column("description")
     for name in available():
         cls = get(name)
-        doc = (inspect.getdoc(cls) or "").strip().splitlines()
-        t.add_row(name, cls.input_kind, doc[0] if doc else "")
+        t.add_row(name, cls.input_kind, doc_summary(cls))
     _console().print(t)
     return 0
 
@@ -120,7 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     console = _console() if distributed.is_main() else _console_quiet()
     try:
         record = train_and_report(args.model, overrides, args.data, Path(args.out), seed=seed, console=console,
-                                  checkpoint_every=args.checkpoint_every, resume=args.resume)
+                                  checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                  log_dir=args.log_dir, mlflow=args.mlflow)
         if distributed.is_main():  # the other ranks write nothing and print nothing
             _print_summary(console, record)
     except BaseException:

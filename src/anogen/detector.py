@@ -55,11 +55,20 @@ from anogen.checkpoint import (
     split_prefixed,
     write_checkpoint,
 )
-from anogen.data.transforms import InputError, Preprocess, augment, is_vector_input, to_vectors
+from anogen.data.transforms import (
+    AUGMENTATIONS, CHANNEL_MODES, NORMALIZATIONS, RESIZE_MODES, InputError, Preprocess, augment, is_vector_input,
+    reject_unsupported, to_vectors,
+)
+from anogen.estimator import EstimatorAPI, not_fitted
+from anogen.params import ParameterError, flag, integer, one_of, real, subset_of
+from anogen.params import device as device_name
 from anogen.inference import scoring_mode, scoring_view
 
 FORMAT_VERSION = 1
 
+
+PRECISIONS = ("fp32", "bf16")
+"""Values of the ``precision`` field."""
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when scoring or saving a detector before ``fit``."""
@@ -71,8 +80,11 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass(kw_only=True)
-class Detector:
-    """Base of every anogen detector. Fields are hyperparameters; everything learned ends in ``_``."""
+class Detector(EstimatorAPI):
+    """Base of every anogen detector. Fields are hyperparameters; everything learned ends in ``_``.
+
+    Every field has a domain (``param_domains``, :mod:`anogen.params`), checked at creation and by ``set_params``;
+    the scikit-learn / PyOD methods come from :class:`anogen.estimator.EstimatorAPI`."""
 
     epochs: int = 10
     """training epochs"""
@@ -84,8 +96,8 @@ class Detector:
     """torch device; "auto" picks CUDA when present"""
     image_size: int = 64
     """side of the square images the model sees (inputs are resized to it)"""
-    channels: int = 3
-    """channel count the model sees"""
+    channels: int = 0
+    """channel count the model sees (0: as the training data, 1 for gray, 3 for color or normalize=imagenet)"""
     channel_mode: str = "convert"
     """"convert" maps gray <-> RGB and drops alpha; "strict" refuses other channel counts"""
     resize: str = "bilinear"
@@ -113,6 +125,15 @@ class Detector:
     channels_last: bool = False
     """keep 4-D weights and image batches in channels-last memory format (faster convolution kernels, most of all
     in bf16)"""
+
+    param_domains: ClassVar[dict] = {
+        "epochs": integer(1), "batch_size": integer(1), "seed": integer(0), "device": device_name(),
+        "image_size": integer(1), "channels": integer(0), "channel_mode": one_of(CHANNEL_MODES),
+        "resize": one_of(RESIZE_MODES), "normalize": one_of(NORMALIZATIONS), "augment": subset_of(AUGMENTATIONS),
+        "patch_size": integer(0), "patch_stride": integer(1), "val_every": integer(1),
+        "contamination": real(0.0, 0.5, lo_open=True, hi_open=True), "eval_batch_size": integer(1),
+        "verbose": flag(), "precision": one_of(PRECISIONS), "channels_last": flag(),
+    }
 
     name: ClassVar[str] = "detector"
     input_kind: ClassVar[str] = "image"
@@ -195,15 +216,22 @@ class Detector:
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
-    def get_params(self) -> dict[str, Any]:
-        """The hyperparameters as a dict (scikit-learn's get_params)."""
-        return {f: getattr(self, f) for f in self.field_names()}
+    def check_params(self) -> None:
+        """Every field in its domain, then the rules between base fields (the patch window)."""
+        super().check_params()
+        p, stride = self.patch_size, self.patch_stride
+        if p > 0 and stride > p:
+            raise ParameterError(f"{self.name}: patch_stride={stride} must be in 1..patch_size ({p}) so that windows "
+                                 f"cover every pixel")
+        if p > self.image_size:
+            raise ParameterError(f"{self.name}: patch_size={p} must be <= image_size ({self.image_size}): images of "
+                                 f"{self.image_size}x{self.image_size} pixels are smaller than a patch of {p}x{p}")
 
     @property
     def preprocess(self) -> Preprocess:
         return Preprocess(
             image_size=self.image_size,
-            channels=self.channels,
+            channels=getattr(self, "channels_", None) or self.channels or (3 if self.normalize == "imagenet" else 0),
             channel_mode=self.channel_mode,
             resize=self.resize,
             normalize=self.normalize,
@@ -221,15 +249,18 @@ class Detector:
         """Any accepted input -> the CPU tensor the model consumes (after ``embed``); whole preprocessed images in
         patch mode (crops are taken, and embedded, later)."""
         fitted = hasattr(self, "input_shape_")
+        reject_unsupported(data)
         kind = self._kind_of(data)
         if kind == "vector":
-            x = to_vectors(data, self.input_shape_[0] if fitted else None)
+            x = to_vectors(data, self.input_shape_[0] if fitted else None, who=type(self).__name__)
         else:
             if is_vector_input(data):
                 raise InputError(
-                    f"got a 2-D array {tuple(data.shape)}: this {self.name} model expects images (N, H, W[, C])"
+                    f"got a 2-D array {np.shape(data)}: this {self.name} model expects images (N, H, W[, C])"
                 )
             x = self.preprocess(data)
+            if not hasattr(self, "channels_"):
+                self.channels_ = int(x.shape[1])  # what the model sees; inferred from the data when channels=0
         if kind == "image" and self.patch_size > 0:
             return self._check_patchable(x)
         if kind == "image" and self._has_embed():
@@ -274,12 +305,16 @@ class Detector:
 
     # ------------------------------------------------------------------ fit
     def fit(self, x: Any, y: Any = None, *, val_x: Any = None, val_y: Any = None,
-            checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False) -> "Detector":
+            checkpoint: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
+            check_y: bool = False, log_dir: str | Path | None = None) -> "Detector":
         """Train on normal data ``x`` and calibrate the threshold; returns ``self``.
 
         Args:
-            x: normal training images (numpy (N, H, W[, C]), tensor (N, C, H, W), paths, a folder) or vectors (N, D).
-            y: optional labels, accepted for scikit-learn compatibility; any 1 (anomaly) among them is an error.
+            x: normal training images (numpy (N, H, W[, C]), tensor (N, C, H, W), paths, a folder) or vectors (N, D)
+                (a numpy array, a tensor, or a list of lists).
+            y: ignored, as by scikit-learn's outlier detectors (accepted so that pipelines and model selection can
+                pass it); every sample of ``x`` is trained on as normal. With ``check_y=True`` any 1 (anomaly) in
+                ``y`` is an error instead.
             val_x: validation inputs. With ``val_y`` (1 = anomaly) the state with the best validation AUROC,
                 checked every ``val_every`` epochs, is kept; the threshold comes from its normal scores.
             val_y: labels of ``val_x``; without them ``val_x`` is taken as normal and only calibrates the threshold.
@@ -289,13 +324,16 @@ class Detector:
             checkpoint_every: epochs between checkpoints; 0 writes none (with ``resume``: only continue from one).
             resume: continue from ``checkpoint`` (which must exist, from a run with the same configuration and data)
                 instead of epoch 1; on the same device the result is bit-identical to an uninterrupted run.
+            check_y: refuse a ``y`` that marks anomalies (a guard against training on them by mistake).
+            log_dir: write TensorBoard event files there (losses per step, validation AUROC, image grids every few
+                epochs; also MLflow where a run is active): see :mod:`anogen.logs`.
         """
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # a second fit starts from scratch
         check_precision(self.precision)
         _seed_everything(self.seed)
         dev = self._device()
-        if y is not None and np.asarray(y).astype(int).any():
+        if check_y and y is not None and np.asarray(y).astype(int).any():
             raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
         self.input_kind_ = self._kind_of(x)
         self._check_patch_fields(self.input_kind_)
@@ -306,6 +344,11 @@ class Detector:
             self.image_shape_ = tuple(int(s) for s in xt.shape[1:])
             x_fit = self._embed_crops(random_crops(xt, self.patch_size, torch.Generator().manual_seed(self.seed)))
         self.input_shape_ = tuple(int(s) for s in x_fit.shape[1:])
+        if self.input_kind_ == "vector":
+            self.n_features_in_ = self.input_shape_[0]  # scikit-learn's name for the vector length
+        if self.iterative and len(xt) < 2:
+            raise InputError(f"{self.name}: got {len(xt)} sample; training needs at least 2 samples (a batch of one "
+                             f"cannot be normalised)")
         vx = self._prepare(val_x) if val_x is not None else None
         vy = None if val_y is None else np.asarray(val_y).astype(int).ravel()
         if vy is not None and (vx is None or len(vy) != len(vx)):
@@ -321,6 +364,7 @@ class Detector:
         self.setup_data(x_fit)
         _dist.prepare(self)  # under torch.distributed: rank 0's weights on every rank, per-rank RNG streams
         self.history_: list[dict[str, float]] = []
+        self._log = _open_log(log_dir, self) if log_dir is not None and _dist.is_main() else None
         t0 = time.perf_counter()
         if self.iterative:
             self._train_loop(xt, vx, vy, ckpt)
@@ -339,6 +383,10 @@ class Detector:
             "n": int(len(s)), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
             "max": float(s.max()), "q50": float(np.quantile(s, 0.5)), "q99": float(np.quantile(s, 0.99)),
         }
+        log = self.__dict__.pop("_log", None)
+        if log is not None:
+            log.close(self)  # the threshold, the fit time; closes the event files
+        scoring_view(self)  # cache the inference view of the final state: scoring after fit reuses it
         return self
 
     def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None,
@@ -352,6 +400,7 @@ class Detector:
         gen = torch.Generator().manual_seed(self.seed)
         xt = on_device(xt, dev)  # on a GPU the training set stays there as one tensor: no per-batch host copies
         best_auc, best_state = -math.inf, None
+        log = getattr(self, "_log", None)  # TensorBoard / MLflow (fit(log_dir=...)), or None
         start = 0  # with resume: the epochs the checkpoint holds, and everything the run held after them
         if ckpt is not None and ckpt.resume:
             start, best_auc, best_state = restore(self, ckpt, gen)
@@ -386,6 +435,8 @@ class Detector:
                                 f"{kept_note(ckpt)} (lower the learning rates or check the inputs)"
                             )
                         sums[k] = sums.get(k, 0.0) + v
+                    if log is not None:
+                        log.step(epoch * steps + i + 1, losses)
                     text = " ".join(f"{k}={v / (i + 1):.3g}" for k, v in sums.items())
                     prog.update(task, advance=1, losses=f"ep {epoch + 1}/{self.epochs} {text}")
                 if dev.type == "cuda":
@@ -403,6 +454,8 @@ class Detector:
                         best_state = (copy.deepcopy(self.nets_.state_dict()), copy.deepcopy(self.extra_state()))
                     prog.console.log(f"epoch {epoch + 1}: validation AUROC {auc:.4f} (best {best_auc:.4f})")
                 self.history_.append(rec)
+                if log is not None:
+                    log.epoch(self, rec, xt)
                 if ckpt is not None and ckpt.every > 0 and (epoch + 1) % ckpt.every == 0 and _dist.is_main():
                     write_checkpoint(self, ckpt, epoch + 1, gen, best_auc, best_state)
         if best_state is not None:
@@ -413,7 +466,8 @@ class Detector:
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
-            raise NotFittedError(f"this {self.name} detector is not fitted yet: call fit(x) or anogen.load(path) first")
+            raise not_fitted(NotFittedError, f"this {self.name} detector is not fitted yet: call fit(x) or "
+                                             f"anogen.load(path) first")
 
     def _score_chunk(self, x: Tensor) -> Tensor:
         """``score_batch`` on one batch already on the device -> (B,) float64 on the CPU, checked for its length."""
@@ -446,9 +500,12 @@ class Detector:
         self._check_fitted()
         return self._score_prepared(self._prepare(x))
 
-    def predict(self, x: Any) -> np.ndarray:
-        """Labels (N,) in {0, 1}: 1 where the score exceeds ``threshold_``."""
-        return (self.decision_function(x) > self.threshold_).astype(np.int64)
+    def predict(self, x: Any, return_confidence: bool = False) -> Any:
+        """Labels (N,) in {0, 1}: 1 where the score exceeds ``threshold_``; with ``return_confidence`` (PyOD's
+        argument) also each label's confidence (N,), as :meth:`predict_confidence`."""
+        s = self.decision_function(x)
+        labels = (s > self.threshold_).astype(np.int64)
+        return (labels, self.confidence_of(s)) if return_confidence else labels
 
     def anomaly_maps(self, x: Any) -> np.ndarray:
         """Per-pixel anomaly maps (N, H, W) at the model's image size, for methods that have them.
@@ -642,10 +699,15 @@ def _from_model_file(path: Path, meta: dict[str, Any], tensors: dict[str, Tensor
     det.input_shape_ = tuple(shape)
     if meta.get("image_shape") is not None:
         det.image_shape_ = tuple(meta["image_shape"])  # patch mode: the whole images the windows slide over
+    if kind == "image":  # the channel count the model sees (inferred from the training data when channels=0)
+        pre = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+        det.channels_ = int(pre.get("channels") or det.channels or (shape[0] if not det._has_embed() else 3))
+        if det.channels and det.channels_ != det.channels:
+            raise _Tampered(f"its preprocessing sees {det.channels_} channels, its configuration {det.channels}")
     if kind == "image" and not det._has_embed():  # the network sees what the saved preprocessing produces
         side = det.patch_size if det.patch_size > 0 else det.image_size
-        if tuple(shape) != (det.channels, side, side):
-            raise _Tampered(f"its input shape {tuple(shape)} contradicts its configuration ({det.channels} channels, "
+        if tuple(shape) != (det.channels_, side, side):
+            raise _Tampered(f"its input shape {tuple(shape)} contradicts its configuration ({det.channels_} channels, "
                             f"{side} px)")
     det.build(det.input_shape_)
     if not hasattr(det, "nets_"):
@@ -670,10 +732,6 @@ def _from_model_file(path: Path, meta: dict[str, Any], tensors: dict[str, Tensor
 
 def _state_keys_differ(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-
-
-PRECISIONS = ("fp32", "bf16")
-"""Values of the ``precision`` field."""
 
 
 def check_precision(precision: str) -> None:
@@ -745,6 +803,12 @@ def random_crops(x: Tensor, patch: int, generator: torch.Generator) -> Tensor:
     cols = (left[:, None] + ar)[:, None, None, :]  # (B, 1, 1, p)
     bi, ci = torch.arange(b, device=x.device), torch.arange(c, device=x.device)
     return x[bi[:, None, None, None], ci[None, :, None, None], rows, cols]
+
+
+def _open_log(log_dir: str | Path, det: Detector) -> Any:
+    from anogen.logs import TrainingLog
+
+    return TrainingLog(log_dir, det)
 
 
 class _NullProgress:

@@ -68,7 +68,7 @@ def export_onnx(det: Any, path: str | Path, *, maps: bool | None = None, opset: 
     if maps and not has_maps:
         raise ExportError(f"{det.name} has no anomaly maps to export (no map_batch and patch_size=0)")
     if det.input_kind_ == "image" and det._has_embed():  # load lazy parts (a backbone) so the graph registers them
-        c, side = det.channels, det.image_size
+        c, side = det.preprocess.channels, det.image_size
         det.decision_function(torch.rand(1, c, side, side, generator=torch.Generator().manual_seed(0)))
     graph = ScoringGraph(det, maps=has_maps if maps is None else bool(maps))
     example = graph.example_input(2, seed=det.seed)
@@ -136,7 +136,7 @@ class ScoringGraph(nn.Module):
         self.vector = det.input_kind_ == "vector"
         self.input_name = "vectors" if self.vector else "images"
         s = det.image_size
-        self.input_shape = tuple(det.input_shape_) if self.vector else (det.channels, s, s)
+        self.input_shape = tuple(det.input_shape_) if self.vector else (det.preprocess.channels, s, s)
         if det.patch_size > 0 and not self.vector:
             from anogen.detector import window_starts
 

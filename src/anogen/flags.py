@@ -56,6 +56,11 @@ def field_docs(cls: type) -> dict[str, str]:
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+def doc_summary(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring on one line (help lines end where a sentence ends)."""
+    return " ".join((inspect.getdoc(obj) or "").split("\n\n")[0].split())
+
+
 def parse_bool(text: str) -> bool:
     t = text.strip().lower()
     if t in _TRUE:

@@ -28,11 +28,13 @@ Deviations / choices for the tricks (section 4.2.1 names them without constants;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from anogen.params import flag, non_negative, real, unit_interval
 
 LOSS_KINDS = ("bce", "wasserstein", "hinge", "energy")
 
@@ -156,6 +158,11 @@ class GANTricks:
     """SL: width w of the soft-label intervals"""
     label_flip: float = 0.0
     """LF: probability that each of D's targets is flipped (0 = off)"""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "input_noise": non_negative(), "soft_labels": flag(), "soft_label_width": real(0.0, 0.5),
+        "label_flip": unit_interval(),
+    }
 
     def _check_tricks(self) -> None:
         if self.input_noise < 0 or not 0 <= self.label_flip <= 1 or not 0 <= self.soft_label_width <= 0.5:

@@ -11,10 +11,11 @@ Nothing here parses arguments (:mod:`anogen.cli`) or loops over a grid (:mod:`an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -102,12 +103,14 @@ def masks_like(masks: list[np.ndarray | None], shape: tuple[int, ...]) -> np.nda
 # ---------------------------------------------------------------------------------------------- train and report
 def train_and_report(
     name: str, overrides: dict[str, Any], spec: str, out: Path, *, seed: int = 0, console: Any = None,
-    checkpoint_every: int = 0, resume: bool = False,
+    checkpoint_every: int = 0, resume: bool = False, log_dir: str | Path | None = None, mlflow: bool = False,
 ) -> dict[str, Any]:
     """Load ``spec``, fit detector ``name`` on its train split, save it, evaluate on its test split, draw the plots.
 
     With ``checkpoint_every`` > 0 a training checkpoint ``out/checkpoint.anogen-ckpt`` is written every that many
-    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`). ``console`` (rich) gets one line on the
+    epochs; ``resume`` continues from it (see :meth:`anogen.Detector.fit`). ``log_dir``: TensorBoard event files
+    (:mod:`anogen.logs`); ``mlflow``: also log to an MLflow run (started here when none is active). ``console`` (rich)
+    gets one line on the
     split before training.
 
     Returns the record also written to ``out/metrics.json`` (when the split has a labelled test set). Under torchrun
@@ -132,7 +135,10 @@ def train_and_report(
                   f"{n_val} validation ({how}), {n_test} test")
     if checkpoint_every or resume:
         fit_kw.update(checkpoint=out / CHECKPOINT_FILE, checkpoint_every=checkpoint_every, resume=resume)
-    det.fit(split.train.x, **fit_kw)
+    if log_dir is not None:
+        fit_kw["log_dir"] = log_dir
+    with _mlflow_run(mlflow, name):
+        det.fit(split.train.x, **fit_kw)
     if not distributed.is_main():  # under torchrun every rank trains; rank 0 alone writes model, metrics, plots
         return {"detector": name, "data": spec, "rank": distributed.rank_world()[0], "fit_seconds": det.fit_seconds_}
     files: dict[str, Path] = {"model": det.save(out / MODEL_FILE)}
@@ -141,6 +147,7 @@ def train_and_report(
         "n_train": len(split.train), "n_val": n_val, "n_test": n_test,
         "threshold": det.threshold_, "best_epoch": getattr(det, "best_epoch_", None),
         "val_auroc": getattr(det, "val_auroc_", None), "fit_seconds": det.fit_seconds_,
+        "channels": channels_note(det),
     }
     test = split.test
     if test is not None and len(test) and len(np.unique(test.y)) == 2:
@@ -170,3 +177,28 @@ def train_and_report(
         record["files"]["metrics"] = str(files["metrics"])
         files["metrics"].write_text(json.dumps(jsonable(record), indent=2) + "\n")
     return record
+
+
+@contextlib.contextmanager
+def _mlflow_run(enabled: bool, name: str) -> Iterator[None]:
+    """An MLflow run around the fit when asked (and none is active); a clear error without MLflow."""
+    if not enabled:
+        yield
+        return
+    try:
+        import mlflow
+    except ImportError as e:
+        raise UserError("--mlflow needs MLflow: pip install mlflow") from e
+    if mlflow.active_run() is not None:
+        yield
+        return
+    with mlflow.start_run(run_name=f"anogen-{name}"):
+        yield
+
+
+def channels_note(det: Any) -> str | None:
+    """How many channels the model sees and where that came from (None for vector models)."""
+    if getattr(det, "input_kind_", None) != "image" or not hasattr(det, "channels_"):
+        return None
+    how = "inferred from the training data; --channels overrides" if det.channels == 0 else "set by --channels"
+    return f"{det.channels_} ({how})"

@@ -14,6 +14,10 @@ Endpoints:
   Answer: ``{"scores": [...], "labels": [...], "threshold": t, "detector": name, "n": N[, "anomaly_maps": [...]]}``;
   labels are 1 where score > threshold, as :meth:`Detector.predict`. Every input is resized / normalised by the model's
   saved preprocessing, as :meth:`Detector.decision_function` does.
+- ``GET /`` -- a web page (``static/index.html``: plain HTML and a little JavaScript): drop or choose images, see each
+  one's score against the threshold, its label and its anomaly map over the image, and the model's name, settings
+  and health (where the model carries one). The page holds no data; it calls ``/model`` and ``/score`` with the
+  bearer token, which it asks for when the service has one.
 - ``GET /health`` -- liveness and counters (requests, scoring calls, images, largest group); never needs the token.
 - ``GET /model`` -- detector, config, threshold, preprocessing, input shape, training statistics, versions, limits.
 
@@ -46,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from fastapi import FastAPI, Request  # module level: FastAPI resolves the endpoints' annotations in this namespace
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 DEFAULT_MAX_BYTES = 32 * 2**20
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -290,6 +294,7 @@ def model_info(det: Any, limits: Limits) -> dict[str, Any]:
                     "model_format": meta.get("format"), "torch": torch.__version__},
         "fast_inference": options(det),
         "limits": asdict(limits),
+        "health": _jsonable(health) if isinstance(health := getattr(det, "health_", meta.get("health")), dict) else None,
     }
 
 
@@ -334,6 +339,12 @@ def create_app(model: Any, *, token: str | None = None, limits: Limits | None = 
         scheme, _, value = got.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
             raise RequestError(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

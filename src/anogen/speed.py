@@ -83,7 +83,7 @@ def speed_one(name: str, size: int, *, overrides: dict[str, Any] | None = None, 
     ov.update({k: 1 for k in ("encoder_epochs",) if k in fields})  # staged methods: a GAN epoch, then the encoder
     ov.update(overrides or {})
     det = anogen.create(name, **ov)
-    ch = int(ov.get("channels", det.channels))
+    ch = int(ov.get("channels", det.channels)) or 3  # channels=0 (as the data): colour images
     train = rng.integers(0, 256, size=(n_train, size, size, ch), dtype=np.uint8)
     det.fit(train)
     out: dict[str, Any] = {"train_seconds_per_epoch": det.fit_seconds_ / max(det.epochs, 1), "n_train": n_train,

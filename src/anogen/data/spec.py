@@ -71,10 +71,18 @@ def _fail(spec: str, why: str) -> ValueError:
     return ValueError(f"bad data spec {spec!r}: {why}. Accepted forms:\n{describe()}")
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A spec that is a file-system path rather than SOURCE[:...] (no source prefix, or an existing path)."""
+    return ":" not in spec or any(c in spec.partition(":")[0] for c in "/\\.~") or Path(spec).exists()
+
+
 def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
     """``SOURCE:PATH,key=value`` -> (source, path or None, options with defaults filled in)."""
     source, _, rest = spec.partition(":")
     source = source.strip().lower()
+    if source not in _SOURCES and _looks_like_path(spec):
+        raise ValueError(f"bad data spec {spec!r}: a bare path; did you mean folder:{spec} or mvtec:{spec}? "
+                         f"(`anogen train MODEL --help` lists every form)")
     if source not in _SOURCES:
         raise _fail(spec, f"unknown source {source!r} (known: {', '.join(_SOURCES)})")
     form, takes_path, defaults = _SOURCES[source]

@@ -8,7 +8,7 @@ model. Anything the configuration does not declare is an error naming what was e
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +36,8 @@ class Preprocess:
 
     Attributes:
         image_size: side of the square the model sees; every image is resized to it (unless ``resize="none"``).
-        channels: channel count the model sees.
+        channels: channel count the model sees; 0 takes the input's own (1 for gray, 3 for colour; an alpha channel
+            is dropped), which is how a detector infers it from its training data.
         channel_mode: ``convert`` maps gray <-> RGB (repeat / ITU-R 601 luma) and drops an alpha channel;
             ``strict`` refuses any other channel count.
         resize: interpolation used to reach ``image_size``, or ``none`` to refuse other sizes.
@@ -51,12 +52,12 @@ class Preprocess:
     normalize: str = "tanh"
 
     def __post_init__(self) -> None:
-        if self.image_size < 1 or self.channels < 1:
-            raise ValueError(f"image_size and channels must be >= 1, got {self.image_size}, {self.channels}")
+        if self.image_size < 1 or self.channels < 0:
+            raise ValueError(f"need image_size >= 1 and channels >= 0, got {self.image_size}, {self.channels}")
         _check_choice("channel_mode", self.channel_mode, CHANNEL_MODES)
         _check_choice("resize", self.resize, RESIZE_MODES)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
-        if self.normalize == "imagenet" and self.channels != 3:
+        if self.normalize == "imagenet" and self.channels not in (0, 3):
             raise ValueError(f"normalize='imagenet' needs channels=3, got channels={self.channels}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,11 +66,15 @@ class Preprocess:
     def __call__(self, data: Any) -> Tensor:
         """Images in any accepted form -> float32 tensor (N, channels, image_size, image_size), normalised."""
         items = _as_unit_images(data)  # list of (C, H, W) in [0, 1] or one (N, C, H, W) tensor
+        pre = self
+        if self.channels == 0:  # the input's own colour channels (alpha not counted; a list holds one count)
+            c = int((items if isinstance(items, Tensor) else items[0]).shape[-3])
+            pre = replace(self, channels=c - (c in (2, 4)))
         if isinstance(items, Tensor):
-            x = self._resize(self._map_channels(items))
+            x = pre._resize(pre._map_channels(items))
         else:
-            x = torch.cat([self._resize(self._map_channels(t[None])) for t in items])
-        return self._normalize(x)
+            x = torch.cat([pre._resize(pre._map_channels(t[None])) for t in items])
+        return pre._normalize(x)
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Model-space tensor back to [0, 1] images (for plots)."""
@@ -217,31 +222,65 @@ def _as_unit_images(data: Any) -> Tensor | list[Tensor]:
     )
 
 
-def to_vectors(data: Any, dim: int | None = None) -> Tensor:
-    """Feature vectors (N, D) as float32, checking finiteness and, for a fitted model, the length D."""
+def to_vectors(data: Any, dim: int | None = None, who: str = "the model") -> Tensor:
+    """Feature vectors (N, D) as float32, checking finiteness and, for a fitted model, the length D.
+
+    Accepts a numpy array, a tensor, a list of lists, or anything numpy can read as an array (``__array__``);
+    object arrays are converted to numbers (a TypeError names a value that is not one)."""
+    reject_unsupported(data)
     if isinstance(data, Tensor):
         a = data.detach().cpu().numpy()
-    elif isinstance(data, (np.ndarray, list, tuple)):
+    elif isinstance(data, (np.ndarray, list, tuple)) or hasattr(data, "__array__"):
         a = np.asarray(data)
     else:
         raise InputError(f"expected feature vectors as an (N, D) array or tensor, got {type(data).__name__}")
     if a.ndim != 2:
-        raise InputError(f"expected feature vectors of shape (N, D), got shape {a.shape}")
+        hint = ("; Reshape your data with x.reshape(-1, 1) (one feature) or x.reshape(1, -1) (one sample)"
+                if a.ndim == 1 else "")
+        raise InputError(f"expected feature vectors of shape (N, D), got shape {a.shape}{hint}")
     if a.shape[0] == 0:
-        raise InputError("got an empty batch of vectors")
-    if not np.issubdtype(a.dtype, np.number):
+        raise InputError(f"got an empty batch of vectors (shape={a.shape}): at least 1 sample is required")
+    if a.shape[1] == 0:
+        raise InputError(f"got 0 feature(s) (shape={a.shape}) while a minimum of 1 is required.")
+    if np.iscomplexobj(a):
+        raise InputError("Complex data not supported: feature vectors must be real numbers")
+    if a.dtype == object:
+        try:
+            a = a.astype(np.float64)
+        except TypeError as e:
+            raise TypeError(f"feature vectors must be numbers: {e}") from None
+        except ValueError as e:
+            raise InputError(f"feature vectors must be numbers: {e}") from None
+    if not np.issubdtype(a.dtype, np.number) and a.dtype != np.bool_:
         raise InputError(f"feature vectors must be numeric, got dtype {a.dtype}")
     a = a.astype(np.float32)
     if not np.isfinite(a).all():
         raise InputError("feature vectors contain NaN or infinite values")
     if dim is not None and a.shape[1] != dim:
-        raise InputError(f"expected vectors of length {dim} (as at fit), got length {a.shape[1]}")
+        raise InputError(f"X has {a.shape[1]} features, but {who} is expecting {dim} features as input "
+                         f"(vectors of length {dim}, as at fit)")
     return torch.from_numpy(a)
 
 
+def reject_unsupported(data: Any) -> None:
+    """Loud errors for inputs no detector takes: sparse matrices and complex numbers."""
+    if hasattr(data, "tocsr") and hasattr(data, "nnz"):  # scipy.sparse
+        raise InputError("sparse input is not supported: pass a dense array (X.toarray())")
+    if isinstance(data, np.ndarray) and np.iscomplexobj(data):
+        raise InputError("Complex data not supported: inputs must be real numbers")
+
+
 def is_vector_input(data: Any) -> bool:
-    """True for a 2-D array / tensor (N, D): the only shape read as feature vectors rather than images."""
-    return isinstance(data, (np.ndarray, Tensor)) and data.ndim == 2
+    """True for feature vectors (N, D): a 2-D array / tensor (or anything numpy reads as one, except a PIL image),
+    or a list / tuple whose first item is a list, tuple or 1-D array of numbers (a list of lists)."""
+    if isinstance(data, (np.ndarray, Tensor)):
+        return data.ndim == 2
+    if isinstance(data, (list, tuple)):
+        first = data[0] if len(data) else None
+        return isinstance(first, (list, tuple)) or (isinstance(first, np.ndarray) and first.ndim == 1)
+    if hasattr(data, "__array__") and not (hasattr(data, "mode") and hasattr(data, "size")):
+        return np.ndim(np.asarray(data)) == 2
+    return False
 
 
 def add_pool_channels(x: Tensor) -> Tensor:

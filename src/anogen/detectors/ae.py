@@ -55,6 +55,7 @@ Deviations / choices (the paper is silent on each):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import lamp_loss, reconstruction_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init
+from anogen.params import flag, integer, non_negative, one_of, positive, real
 
 BASE_LOSSES = ("l2", "l1", "ssim")
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
@@ -147,6 +149,13 @@ def from_patches(x: Tensor, g: int) -> Tensor:
 @dataclass(kw_only=True)
 class AE(Detector):
     """Convolutional autoencoder (LAMP paper's AE; optional loss amplification); score = per-image L2 error."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "width": integer(1), "max_width": integer(1), "arch": one_of(ARCHS),
+        "n_blocks": integer(0), "kernel_size": integer(1), "patch_grid": integer(1), "base_loss": one_of(BASE_LOSSES),
+        "lamp": flag(), "lamp_eps": real(0.0, 1.0, lo_open=True, hi_open=True), "optimizer": one_of(OPTIMIZERS),
+        "lr": positive(), "momentum": non_negative(),
+    }
 
     latent_dim: int = 100
     """size of the bottleneck"""

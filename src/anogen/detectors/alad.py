@@ -80,6 +80,7 @@ Deviations / choices (the thesis is silent or differs from the code on each):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +90,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, feature_matching
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update
+from anogen.params import flag, integer, one_of, positive, real, tuple_of
 
 SCORES = ("l1", "l2", "logits", "features")
 G_LOSSES = ("nonsaturating", "minimax")
@@ -189,6 +191,14 @@ def fool_loss(logit: Tensor, d_label: float, kind: str = "nonsaturating") -> Ten
 @dataclass(kw_only=True)
 class ALAD(GANTricks, Detector):
     """ALAD: E, G and D_xz, D_xx, D_zz with spectral norm; score = L1 distance of D_xx features (eq. 2.89)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "width": integer(1), "enc_width": integer(1), "max_width": integer(1),
+        "hidden": integer(2), "xx_width": integer(1), "zz_hidden": integer(2),
+        "dropout": real(0.0, 1.0, hi_open=True), "lr_g": positive(), "lr_e": positive(), "lr_d": positive(),
+        "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "xx_concat": one_of(CONCATS), "use_dzz": flag(),
+        "g_loss": one_of(G_LOSSES), "score": one_of(SCORES), "ema_decay": real(0.0, 1.0, hi_open=True),
+    }
 
     epochs: int = 50
     """training epochs (Table A3)"""

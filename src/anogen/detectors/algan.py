@@ -94,6 +94,7 @@ from anogen.detector import Detector
 from anogen.features import BACKBONES, load_backbone
 from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp
+from anogen.params import flag, integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 G_LOSSES = ("nonsaturating", "minimax")
 
@@ -208,6 +209,13 @@ class PoolChannels(nn.Module):
 @dataclass(kw_only=True)
 class _ALGANBase(GANTricks, Detector):
     """Algorithm 1 and eqs. (5)-(8), shared by ALGAN-image and ALGAN-feature (which supply the networks)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "sigma": positive(), "alpha": unit_interval(), "xi": unit_interval(),
+        "n_z": integer(1), "n_dis": integer(1), "lr_g": positive(), "lr_d": positive(),
+        "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "use_buffer": flag(), "use_anomalous_latent": flag(),
+        "g_loss": one_of(G_LOSSES),
+    }
 
     batch_size: int = 16
     """training mini-batch size B (IV-A)"""
@@ -346,7 +354,8 @@ class _ALGANBase(GANTricks, Detector):
         Returns:
             For ALGAN-image, images (n, C, H, W) in [0, 1]; for ALGAN-feature, vectors (n, F) in input units.
         """
-        self._check_fitted()
+        if not hasattr(self, "nets_"):  # G exists once training has started (training logs sample from it)
+            self._check_fitted()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
@@ -367,6 +376,10 @@ class _ALGANBase(GANTricks, Detector):
 @dataclass(kw_only=True)
 class ALGAN(_ALGANBase):
     """ALGAN-image: convolutional G and D on images; score = -D(x) (eq. 8). Defaults are the paper's (IV-A)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "image_size": power_of_two(8, 1024), "width": integer(1), "max_width": integer(1), "pool_channels": flag(),
+    }
 
     epochs: int = 512
     """training epochs (IV-C)"""
@@ -410,6 +423,10 @@ class ALGAN(_ALGANBase):
 @dataclass(kw_only=True)
 class ALGANFeature(_ALGANBase):
     """ALGAN-feature: fully connected G and D on feature vectors ((N, D) inputs, or images via a frozen backbone)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "backbone": one_of((*BACKBONES, "none")), "hidden": integer(1), "standardize": flag(),
+    }
 
     epochs: int = 192
     """training epochs (IV-C)"""

@@ -60,6 +60,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, residual_score
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init
+from anogen.params import integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 SEARCH_OPTIMIZERS = ("adam", "sgd")
 
@@ -69,6 +70,12 @@ SEARCH_OPTIMIZERS = ("adam", "sgd")
 class AnoGAN(GANTricks, Detector):
     """AnoGAN: DCGAN on normal images; score = (1 - lambda) L1 image residual + lambda L1 feature residual after a
     latent search (thesis 2.3.1). Defaults are the thesis' (Table A1, section 2.3.1)."""
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "image_size": power_of_two(8, 1024), "latent_dim": integer(1), "width": integer(1), "max_width": integer(1),
+        "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
+        "bn_momentum": unit_interval(), "lam": unit_interval(), "search_steps": integer(1), "search_lr": positive(),
+        "search_optimizer": one_of(SEARCH_OPTIMIZERS),
+    }
 
     epochs: int = 50
     """training epochs (Table A1)"""

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, feature_matching, residual_score
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, stage_widths
+from anogen.params import integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 D_NORMS = ("batch", "spectral", "spectral_batch", "none")
 SCORE_DISC = ("fm", "ce", "ce_rec")
@@ -139,6 +141,13 @@ def bigan_ge_losses(real_logit: Tensor, fake_logit: Tensor) -> tuple[Tensor, Ten
 @dataclass(kw_only=True)
 class BiGAN(GANTricks, Detector):
     """BiGAN / EGBAD (Zenati et al. 2018): E, G and a joint D(x, z); score (1 - lam) L_R + lam L_D (eqs. 7-10)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "image_size": power_of_two(8, 1024), "latent_dim": integer(1), "width": integer(1), "max_width": integer(1),
+        "hidden": integer(1), "dropout": real(0.0, 1.0, hi_open=True), "d_norm": one_of(D_NORMS), "lr_e": positive(),
+        "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
+        "ema_decay": real(0.0, 1.0, hi_open=True), "lam": unit_interval(), "score_disc": one_of(SCORE_DISC),
+    }
 
     epochs: int = 100
     """training epochs (reference: given on the command line; 100 in its authors' example)"""

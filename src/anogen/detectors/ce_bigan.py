@@ -43,6 +43,7 @@ Deviations / choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -51,6 +52,7 @@ from anogen._registry import register
 from anogen.detectors.bigan import BiGAN, conv_trunk
 from anogen.losses import feature_matching
 from anogen.nets import stage_widths
+from anogen.params import flag, one_of, unit_interval
 
 DISCRIMINATORS = ("projection", "concat")
 
@@ -84,6 +86,10 @@ def consistency_losses(x: Tensor, x_rec: Tensor, z: Tensor, z_rec: Tensor) -> tu
 @dataclass(kw_only=True)
 class CEBiGAN(BiGAN):
     """Consistency-ensured BiGAN (Komoto et al. 2020): BiGAN + consistency losses + projection discriminator."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "discriminator": one_of(DISCRIMINATORS), "consistency": flag(), "alpha": unit_interval(),
+    }
 
     discriminator: str = "projection"
     """joint discriminator: projection (eq. 13) or concat (BiGAN / EGBAD's concatenation)"""

@@ -96,6 +96,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update
+from anogen.params import integer, non_negative, one_of, positive, real, tuple_of
 
 HINGES = ("sample", "batch")
 D_NORMS = ("batch", "spectral")
@@ -220,6 +221,12 @@ class EBGANBase(GANTricks, Detector):
     """anomaly score (see the module docstring for the terms)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ()
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "width": integer(1), "max_width": integer(1), "d_norm": one_of(D_NORMS),
+        "margin": positive(), "hinge": one_of(HINGES), "pt_weight": non_negative(), "n_gen": integer(1),
+        "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
+        "ema_decay": real(0.0, 1.0, hi_open=True),
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan",)
 
     def __post_init__(self) -> None:
@@ -380,6 +387,9 @@ class EBGAN(EBGANBase):
     """anomaly score: image, ae_image, latent_l1, latent_l2 or energy (x~ = G(Enc_D(x)); see the module docstring)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("image", "ae_image", "latent_l1", "latent_l2", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES),
+    }
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         self._build_nets(input_shape, {}, averaged=("G", "D"))

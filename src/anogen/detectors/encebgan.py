@@ -29,6 +29,7 @@ from torch import Tensor
 
 from anogen._registry import register
 from anogen.detectors.ebgan import PRESETS, EBGANBase, energy, l2
+from anogen.params import integer, non_negative, one_of, positive, tuple_of, unit_interval
 
 __all__ = ["ENCEBGAN", "PRESETS"]
 
@@ -53,6 +54,10 @@ class ENCEBGAN(EBGANBase):
     """weight w of the feature term in comb = (1 - w) image + w feature (reference feature_match_weight)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "feature", "embedding", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES), "stage_epochs": tuple_of(2, integer(1)), "lr_e": positive(),
+        "w_enc_feature": non_negative(), "score_weight": unit_interval(),
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder")
 
     def __post_init__(self) -> None:

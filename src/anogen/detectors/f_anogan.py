@@ -61,6 +61,7 @@ Deviations / choices (the thesis is silent or the reference does otherwise):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +70,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, gradient_penalty
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size
+from anogen.params import integer, non_negative, one_of, positive, power_of_two, real, tuple_of
 
 MODES = ("izi", "ziz", "izi_f")
 SCORES = ("auto", "image", "image_feature", "latent")
@@ -102,6 +104,12 @@ def ziz_loss(z: Tensor, z_rec: Tensor) -> Tensor:
 class FAnoGAN(GANTricks, Detector):
     """f-AnoGAN: WGAN-GP, then an encoder trained with G and D frozen (izi / ziz / izi_f, thesis 3.1); score eq. 3.4.
     Defaults are the reference code's (the thesis gives no f-AnoGAN hyperparameters)."""
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "image_size": power_of_two(8, 1024), "encoder_epochs": integer(0), "latent_dim": integer(1),
+        "width": integer(1), "max_width": integer(1), "n_dis": integer(1), "gp_weight": non_negative(),
+        "lr": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "lr_e": positive(),
+        "mode": one_of(MODES), "kappa": non_negative(), "encoder_act": one_of(ENCODER_ACTS), "score": one_of(SCORES),
+    }
 
     epochs: int = 14
     """training epochs in total: the first epochs - encoder_epochs train the GAN, the rest the encoder"""

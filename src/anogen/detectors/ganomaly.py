@@ -55,6 +55,7 @@ Deviations / choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,7 @@ from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, feature_matching
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init
+from anogen.params import integer, non_negative, one_of, positive, real, tuple_of
 
 
 # ---------------------------------------------------------------------------------------------------- losses
@@ -96,6 +98,12 @@ def ganomaly_score(z: Tensor, z_rec: Tensor, p: int = 2) -> Tensor:
 @dataclass(kw_only=True)
 class _GANomalyBase(GANTricks, Detector):
     """The training step, D handling and fields shared by GANomaly and Skip-GANomaly (which supply nets and terms)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "latent_dim": integer(1), "width": integer(1), "max_width": integer(1), "w_adv": non_negative(),
+        "w_con": non_negative(), "lr": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
+        "d_reinit_below": non_negative(),
+    }
 
     epochs: int = 15
     """training epochs (reference and paper: 15)"""
@@ -185,6 +193,10 @@ class _GANomalyBase(GANTricks, Detector):
 @dataclass(kw_only=True)
 class GANomaly(_GANomalyBase):
     """GANomaly (Akcay et al., ACCV 2018): score = mean (G_E(x) - E(G(x)))^2 (2.95). Defaults: the reference's."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "w_enc": non_negative(), "score_p": one_of((1, 2)),
+    }
 
     w_enc: float = 1.0
     """weight of the encoder (latent) loss (2.94)"""

@@ -49,6 +49,7 @@ from anogen._registry import register
 from anogen.data.transforms import InputError
 from anogen.detector import Detector
 from anogen.features import pca_fit, pca_project
+from anogen.params import integer, non_negative, one_of
 
 SCORES = ("nll", "unregularized")
 
@@ -82,6 +83,11 @@ def gmm_scores(x: Tensor, weights: Tensor, means: Tensor, prec_chol: Tensor, sco
 @dataclass(kw_only=True)
 class GMM(Detector):
     """Gaussian mixture model (full covariances, EM) on flattened images or vectors, optionally after PCA."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "n_components": integer(1), "pca_components": integer(0), "score": one_of(SCORES),
+        "reg_covar": non_negative(), "max_iter": integer(1),
+    }
 
     n_components: int = 10
     """hidden classes N_z of the mixture"""
@@ -123,6 +129,7 @@ class GMM(Detector):
                      precisions_cholesky=torch.from_numpy(gm.precisions_cholesky_.copy()))
         self.load_extra_state(state)
         self.converged_ = bool(gm.converged_)
+        self.n_iter_ = int(gm.n_iter_)  # EM iterations run (scikit-learn's name)
 
     def features(self, x: Tensor) -> Tensor:
         """(B, ...) inputs -> (B, K) float64 features the mixture models (flattened, PCA-projected)."""

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.features import pca_fit, pca_project
+from anogen.params import integer, real
 
 TREE_ARRAYS = ("children_left", "children_right", "feature", "threshold", "n_node_samples")
 
@@ -101,6 +102,11 @@ def isolation_scores(x: Tensor, f: dict[str, Tensor]) -> Tensor:
 @dataclass(kw_only=True)
 class IForest(Detector):
     """Isolation Forest (scikit-learn) on flattened images or vectors, optionally after PCA; score = isolation score."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "n_estimators": integer(1), "max_samples": integer(1), "max_features": real(0.0, 1.0, lo_open=True),
+        "pca_components": integer(0),
+    }
 
     n_estimators: int = 100
     """trees N_e in the forest"""

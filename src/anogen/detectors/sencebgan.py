@@ -39,6 +39,7 @@ from anogen._registry import register
 from anogen.detectors.ebgan import PRESETS, EBGANBase, energy, l2
 from anogen.losses import adversarial_loss
 from anogen.nets import ConvEncoder, mlp
+from anogen.params import flag, integer, non_negative, one_of, positive, tuple_of
 
 __all__ = ["PRESETS", "SENCEBGAN"]
 
@@ -73,6 +74,11 @@ class SENCEBGAN(EBGANBase):
     """weight w of the latent term in comb = image + w latent (reference)"""
 
     SCORES: ClassVar[tuple[str, ...]] = ("comb", "image", "latent", "energy")
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "score": one_of(SCORES), "stage_epochs": tuple_of(3, integer(1)), "g_embed_weight": non_negative(),
+        "lr_e": positive(), "w_enc_feature": non_negative(), "use_dxx": flag(), "use_dzz": flag(),
+        "lr_dxz": positive(), "dzz_hidden": integer(1), "score_weight": non_negative(),
+    }
     STAGES: ClassVar[tuple[str, ...]] = ("gan", "encoder_g", "encoder_r")
 
     def __post_init__(self) -> None:

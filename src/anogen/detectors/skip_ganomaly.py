@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +65,7 @@ from anogen._registry import register
 from anogen.detectors.ganomaly import _GANomalyBase
 from anogen.losses import adversarial_loss, feature_matching
 from anogen.nets import ConvEncoder
+from anogen.params import flag, non_negative, one_of, unit_interval
 
 
 # ---------------------------------------------------------------------------------------------------- modules
@@ -147,6 +149,10 @@ def skip_ganomaly_score(x: Tensor, x_rec: Tensor, f_x: Tensor, f_rec: Tensor, la
 @dataclass(kw_only=True)
 class SkipGANomaly(_GANomalyBase):
     """Skip-GANomaly (Akcay et al., IJCNN 2019): U-Net G; score = lam R + (1 - lam) L (2.97)."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "w_lat": non_negative(), "lam": unit_interval(), "rec_p": one_of((1, 2)), "d_latent": flag(),
+    }
 
     w_lat: float = 1.0
     """weight of the latent loss on D's features (2.96; reference: 1)"""

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from anogen._registry import register
 from anogen.detector import Detector
+from anogen.params import integer, non_negative, one_of, positive, real, tuple_of
 
 SCORES = {"unregularized": "M", "elbo": "L", "kl": "D", "lognorm": "A"}
 """``score`` field value -> the letter of the paper's eqs. (5)-(6) (and the key in ``score_parts``)."""
@@ -150,6 +151,12 @@ def vae_terms(x: Tensor, mu_x: Tensor, logvar_x: Tensor, mu_z: Tensor, logvar_z:
 @dataclass(kw_only=True)
 class VAE(Detector):
     """Convolutional VAE with a Gaussian decoder; score = M(x), the unregularized score (eq. 6), by default."""
+
+    param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
+        "n_conv": integer(1), "n_channels": integer(1), "latent_dim": integer(1), "score": one_of(tuple(SCORES)),
+        "lr": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)), "weight_decay": non_negative(),
+        "logvar_min": real(), "logvar_max": real(),
+    }
 
     image_size: int = 32
     """image side (the toy SVHN setting: 32 x 32); must be divisible by 2^n_conv"""
