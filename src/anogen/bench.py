@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -187,17 +188,40 @@ class Run:
     scale: str
     max_train: int | None
     max_test: int | None
+    data: str = ""
+    """the data spec as recorded: the data root written as ``DATA`` (``spec`` holds the real path), so records and
+    run ids carry no path of the machine that made them"""
 
     @property
     def key(self) -> str:
-        payload = json.dumps([self.suite, self.detector, self.spec, self.seed, self.variant, self.scale,
+        payload = json.dumps([self.suite, self.detector, self.data or self.spec, self.seed, self.variant, self.scale,
                               _jsonable(self.overrides), self.max_train, self.max_test], sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
+DEFAULT_DATA_ROOT = "../shared/data"
+DATA = "DATA"
+"""how a record writes the data root in its data spec (``mtd:DATA/mtd,...``): records name no machine's folders"""
+
+
 def _paths(data_root: str | None, mnist: str | None, fashion: str | None) -> dict[str, str]:
-    return {"root": data_root or "../shared/data", "mnist": mnist or "pkg",
+    return {"root": data_root or DEFAULT_DATA_ROOT, "mnist": mnist or "pkg",
             "fashion": fashion or "/usr/share/datasets/fashion-mnist"}
+
+
+def relative_spec(spec: str, data_root: str | Path) -> str:
+    """``spec`` with the data root (as given, and as an absolute path) written as ``DATA``."""
+    roots = {str(data_root).rstrip("/"), str(Path(data_root).resolve())}
+    for root in sorted(roots, key=len, reverse=True):
+        spec = re.sub(rf"(?<=[:=,]){re.escape(root)}(?=/|,|$)", DATA, spec)
+    return spec
+
+
+def resolve_spec(spec: str, data_root: str | Path | None = None) -> str:
+    """The inverse of :func:`relative_spec`: ``DATA`` in a recorded spec becomes ``data_root`` (default
+    ``../shared/data``), so a record's data can be loaded on the machine that reads it."""
+    root = str(data_root or DEFAULT_DATA_ROOT).rstrip("/")
+    return re.sub(rf"(?<=[:=,]){DATA}(?=/|,|$)", lambda _: root, spec)
 
 
 def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = None, data_root: str | None = None,
@@ -228,6 +252,7 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
         for template in suite.datasets:
             for normal in classes or suite.classes:
                 spec = template.format(normal=normal, **paths)
+                shown = template.format(normal=normal, **{**paths, "root": DATA})
                 for seed in seeds or suite.seeds:
                     for vname, vover in chosen.items():
                         if not set(vover) <= fields:
@@ -236,7 +261,7 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
                         ov = {**base, **own, **vover, **(extra or {}), "seed": seed, "verbose": False}
                         runs.append(Run(suite.name, name, spec, normal, seed, vname, ov, scale,
                                         suite.max_train if scale == "cpu" else None,
-                                        suite.max_test if scale == "cpu" else None))
+                                        suite.max_test if scale == "cpu" else None, data=shown))
     return runs
 
 
@@ -435,7 +460,8 @@ if __name__ == "__main__":  # pragma: no cover
 def _record_head(run: Run, prov: dict[str, Any]) -> dict[str, Any]:
     """The fields of a record that describe the run and where it ran (as :func:`run_suite` writes them)."""
     return {
-        "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector, "data": run.spec,
+        "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector,
+        "data": run.data or run.spec,
         "normal": run.normal, "seed": run.seed, "variant": run.variant, "scale": run.scale,
         "overrides": run.overrides, "max_train": run.max_train, "max_test": run.max_test,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,

@@ -625,7 +625,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from anogen import report
 
-    page = report.build(args.records, args.out)
+    page = report.build(args.records, args.out, data_root=args.data_root)
     _console().print(f"report: {page} and {Path(args.out) / 'results.md'}")
     return 0
 
@@ -728,6 +728,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter)
     s.add_argument("records", nargs="+", metavar="RECORDS.jsonl", help="records files written by anogen bench")
     s.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (index.html, results.md, fig/)")
+    s.add_argument("--data-root", metavar="DIR", help="where the records' DATA lies, for figures that load test images "
+                                                       "(default ../shared/data)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("info", help="a saved model's config, threshold, statistics, version (JSON)",

@@ -241,41 +241,60 @@ def speed_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     return head, rows
 
 
-def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6) -> list[tuple[str, Path]]:
+def _model_captions(name: str) -> dict[str, str]:
+    """The caption of each figure kind :func:`model_figures` draws for the model called ``name``."""
+    return {
+        "samples": f"{name}: generated samples from N(0, I) latents (top) and from N(0, sigma^2 I) latents "
+                   "(bottom), ALGAN Fig. 1 style.",
+        "recon": f"{name}: test inputs (top; 5 normal, then 5 anomalous) and their reconstructions.",
+        "heatmap": f"{name}: anomaly maps of the six highest-scoring test images, ground truth in cyan.",
+        "parts": f"{name}: the negative ELBO's parts per test class, unregularized-score paper Fig. 5 style.",
+    }
+
+
+def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6,
+                  data_root: str | Path | None = None) -> list[tuple[str, Path]]:
     """Figures that need a saved model (``anogen bench --save-models``): generated samples (ALGAN Fig. 1),
     reconstructions, anomaly heat maps over test images with their ground-truth masks, and the VAE's score parts
-    per class (unregularized-score paper Fig. 5). Loads models and the records' data specs; scores, never trains."""
+    per class (unregularized-score paper Fig. 5). Loads models and the records' data specs (``DATA`` = ``data_root``);
+    scores, never trains. Where a record's model is not on this machine, the figures an earlier report drew for it
+    (same file names in ``fig_dir``) are kept."""
     import torch
 
     import anogen
     from anogen import plots
+    from anogen.bench import resolve_spec
     from anogen.data.io import read_image
     from anogen.data.spec import load_spec
 
     out: list[tuple[str, Path]] = []
     suite = records[0]["suite"]
     seen: set[str] = set()
-    with_models = [r for r in records if r.get("model_file") and Path(r["model_file"]).is_file()]
+    with_models = [r for r in records if r.get("model_file")]
     for r in sorted(with_models, key=lambda r: (r["seed"], str(r.get("normal")))):
         tag = f"{r['detector']}-{r['variant']}"
         if tag in seen or len(seen) >= max_models * 3:
             continue
         seen.add(tag)
+        base = f"{_slug(suite)}-{_slug(tag)}"
+        name = f"{r['detector']} ({r['variant']})" if r["variant"] != "default" else r["detector"]
+        captions = _model_captions(name)
+        if not Path(r["model_file"]).is_file():
+            out += [(c, fig_dir / f"{base}-{k}.png") for k, c in captions.items()
+                    if (fig_dir / f"{base}-{k}.png").is_file()]
+            continue
         try:
             det = anogen.load(r["model_file"])
             if det.input_kind_ != "image":
                 continue
-            test = load_spec(r["data"], seed=r["seed"]).test
+            test = load_spec(resolve_spec(r["data"], data_root), seed=r["seed"]).test
         except Exception:  # data not on this machine, or an old model: skip the figure, keep the report
             continue
-        base = f"{_slug(suite)}-{_slug(tag)}"
-        name = f"{r['detector']} ({r['variant']})" if r["variant"] != "default" else r["detector"]
         if callable(getattr(det, "generate", None)):
             p = fig_dir / f"{base}-samples.png"
             plots.sample_grid(det.generate(10, seed=0), det.generate(10, anomalous=True, seed=0), p,
                               title=f"{name}: fakes from normal vs anomalous latents")
-            out.append((f"{name}: generated samples from N(0, I) latents (top) and from N(0, sigma^2 I) latents "
-                        "(bottom), ALGAN Fig. 1 style.", p))
+            out.append((captions["samples"], p))
         pick = np.concatenate([np.flatnonzero(test.y == 0)[:5], np.flatnonzero(test.y == 1)[:5]])
         sub = test.subset(pick)
         if callable(getattr(det, "reconstruct", None)) and det.patch_size == 0:
@@ -288,7 +307,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             plots.sample_grid(to01(x).clamp(0, 1).cpu(), to01(rec).clamp(0, 1).cpu(), p,
                               row_labels=("input", "reconstruction"),
                               title=f"{name}: 5 normal then 5 anomalous test images")
-            out.append((f"{name}: test inputs (top; 5 normal, then 5 anomalous) and their reconstructions.", p))
+            out.append((captions["recon"], p))
         if test.masks is not None and det.has_anomaly_maps():
             scores = det.decision_function(test.x)
             order = np.argsort(-scores)[:6]
@@ -298,7 +317,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             p = fig_dir / f"{base}-heatmap.png"
             plots.anomaly_heatmap(det.preprocess.denormalize(det.preprocess(hs.x)).numpy(), det.anomaly_maps(hs.x),
                                   masks, p, scores=scores[order].tolist(), title=f"{name}: most anomalous test images")
-            out.append((f"{name}: anomaly maps of the six highest-scoring test images, ground truth in cyan.", p))
+            out.append((captions["heatmap"], p))
         if callable(getattr(det, "score_parts", None)) and test.classes is not None:
             parts = det.score_parts(test.x)
             groups = {k: {str(c): parts[k][test.classes == c] for c in np.unique(test.classes)}
@@ -306,8 +325,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             p = fig_dir / f"{base}-parts.png"
             plots.box_by_class(groups, p, title=f"{name}: VAE score parts by class (D = KL, A = log-norm, "
                                                 "M = unregularized)")
-            out.append((f"{name}: the negative ELBO's parts per test class, unregularized-score paper Fig. 5 style.",
-                        p))
+            out.append((captions["parts"], p))
     return out
 
 
@@ -324,8 +342,10 @@ figure img{width:100%;border:1px solid #eee} figcaption{font-size:0.82em;color:#
 """
 
 
-def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
-    """Write ``index.html``, ``results.md`` and the figures for every suite in the records; returns the page."""
+def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: str | Path | None = None) -> Path:
+    """Write ``index.html``, ``results.md`` and the figures for every suite in the records; returns the page.
+    ``data_root``: where the records' ``DATA`` lies, for the figures that load test images (default
+    ``../shared/data``)."""
     out_dir = Path(out_dir)
     fig_dir = out_dir / "fig"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +400,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         if notes:
             body.append('<p class="note">Paper numbers: ' + html.escape("; ".join(notes))
                         + ". Our runs use the settings in the last column.</p>")
-        figs = suite_figures(recs, fig_dir) + model_figures(recs, fig_dir)
+        figs = suite_figures(recs, fig_dir) + model_figures(recs, fig_dir, data_root=data_root)
         if figs:
             body.append('<div class="figs">' + "".join(
                 f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
