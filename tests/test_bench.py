@@ -68,7 +68,7 @@ def test_report_tables_and_page(tmp_path):
     text = page.read_text()
     assert "<table>" in text and "algan" in text and "fig/t-roc.png" in text
     assert (tmp_path / "rep" / "fig" / "t-roc.png").stat().st_size > 1000
-    assert "| algan |" in (tmp_path / "rep" / "results.md").read_text()
+    assert "| algan" in (tmp_path / "rep" / "results.md").read_text()
 
 
 def test_cli_bench_dry_run_and_errors(tmp_path, capsys):
@@ -85,3 +85,28 @@ def test_every_suite_expands():
         runs = expand(suite, "cpu")
         assert runs, name
         json.dumps([r.overrides for r in runs])  # records must be JSON
+
+
+def test_bench_refuses_a_dirty_tree_and_the_report_marks_dirty_records(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "d.jsonl"
+    args = ["bench", "digits", "--out", str(out), "--detectors", "gmm", "--classes", "0"]
+    monkeypatch.setenv("ANOGEN_GIT_COMMIT", "0" * 40)
+    monkeypatch.setenv("ANOGEN_GIT_DIRTY", "1")
+    assert main(args) == 2 and not out.exists()
+    assert "--allow-dirty" in capsys.readouterr().err
+    assert main([*args, "--dry-run"]) == 0  # listing the runs is fine
+    assert main([*args, "--allow-dirty"]) == 0
+    (dirty,) = read_records(out)
+    assert dirty["git_dirty"] is True
+    monkeypatch.setenv("ANOGEN_GIT_DIRTY", "0")
+    clean_out = tmp_path / "c.jsonl"
+    assert main(["bench", "digits", "--out", str(clean_out), "--detectors", "gmm", "--classes", "1"]) == 0
+    (clean,) = read_records(clean_out)
+    assert clean["git_dirty"] is False
+    head, rows = report.suite_table([dirty, clean])
+    assert [r[0] for r in rows] == ["gmm" + report.DIRTY_MARK]  # one row: a dirty record in it marks it
+    assert report.suite_table([clean])[1][0][0] == "gmm"
+    report.build([out, clean_out], tmp_path / "rep")
+    assert report.DIRTY_NOTE in (tmp_path / "rep" / "results.md").read_text()
+    docs = report.method_results([clean])["gmm"]
+    assert "†" not in docs and "†" in report.method_results([dirty])["gmm"]

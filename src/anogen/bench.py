@@ -373,6 +373,17 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def require_clean(allow_dirty: bool = False) -> dict[str, Any]:
+    """:func:`provenance`, raising when the working tree has uncommitted changes to tracked files (a record's commit
+    would not hold the code that ran) unless ``allow_dirty``."""
+    prov = provenance()
+    if prov["git_dirty"] and not allow_dirty:
+        raise RuntimeError("the working tree has uncommitted changes, so records would not say which code ran: "
+                           "commit first (benchmarks run from a clean commit), or pass --allow-dirty (the report "
+                           "marks such records with †)")
+    return prov
+
+
 # ---------------------------------------------------------------------------------------------------- suite runner
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """All records of a JSONL file (a torn last line, from a killed run, is skipped)."""

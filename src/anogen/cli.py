@@ -593,6 +593,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             extra[key.strip()] = value
     if args.suite == "speed" and args.ray:
         raise UserError("the speed suite measures this machine; run it without --ray")
+    if not args.dry_run:
+        try:
+            bench.require_clean(args.allow_dirty)
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
     if args.suite == "speed":
         from anogen import speed
 
@@ -717,6 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-models", metavar="DIR", help="save each fitted model as DIR/<run id>.anogen (for the "
                                                         "report's sample / reconstruction / heat-map figures)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    s.add_argument("--allow-dirty", action="store_true", help="run although the working tree has uncommitted "
+                                                             "changes (records say git_dirty; the report marks them)")
     s.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run the grid as Ray tasks (extra: pip install 'anogen[distributed]'): local (a local instance "
                         "for this run), auto (the cluster `ray start` joined here) or ray://HOST:PORT")

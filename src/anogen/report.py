@@ -48,6 +48,15 @@ METRIC_NAMES = {"precision": "Precision at the calibrated threshold", "recall": 
                 "f1": "F1 at the calibrated threshold", "best_f1": "Best F1 over thresholds"}
 
 
+DIRTY_MARK = " †"
+DIRTY_NOTE = ("† from a working tree with uncommitted changes (the record's `git_dirty`): its commit does not hold "
+              "exactly the code that ran.")
+
+
+def _dirty(recs: Iterable[dict[str, Any]]) -> bool:
+    return any(r.get("git_dirty") for r in recs)
+
+
 def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
 
@@ -96,6 +105,7 @@ def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[l
         row = (r["detector"], "" if by_variant_cols else r["variant"])
         col = r["variant"] if by_variant_cols else colkey(r)
         cells[row][col].append(r["metrics"][metric])
+        extra[row]["dirty"].append(float(bool(r.get("git_dirty"))))
         extra[row]["fit"].append(r["fit_seconds"])
         extra[row]["ms"].append(r["metrics"].get("score_ms_per_image", np.nan))
         extra[row]["settings"] = [_settings(r)]  # type: ignore[list-item]
@@ -109,7 +119,8 @@ def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[l
     head += ["paper", "fit s", "ms / image", "settings"]
     rows = []
     for (det, var) in sorted(cells):
-        row = [det] + ([] if by_variant_cols or len(variants) == 1 else [var])
+        row = [det + (DIRTY_MARK if any(extra[(det, var)]["dirty"]) else "")]
+        row += [] if by_variant_cols or len(variants) == 1 else [var]
         means = []
         for c in (show_cols or ["None"]):
             v = cells[(det, var)].get(c, [])
@@ -386,10 +397,14 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: st
                         and any(r["detector"] == d for r in recs)}
                        | {f"{v[0]:.3f}: {v[1]}" for (s, d, _), v in PAPER_VARIANTS.items() if s == suite})
         md += [f"## {suite}", "", desc, "", f"_{meta}_", "", markdown(head, rows), ""]
+        if _dirty(recs):
+            md += [DIRTY_NOTE, ""]
         if notes:
             md += ["Paper numbers: " + "; ".join(notes) + ". Our runs use the settings column.", ""]
         body.append(f'<h2 id="{_slug(suite)}">{html.escape(suite)}</h2><p>{html.escape(desc)}</p>'
                     f'<p class="meta">{html.escape(meta)}</p>' + _html_table(head, rows))
+        if _dirty(recs):
+            body.append(f'<p class="meta">{html.escape(DIRTY_NOTE.replace("`", ""))}</p>')
         for metric in EXTRA_METRICS.get(suite, []):
             h2, r2 = suite_table(recs, metric)
             h2 = [c for c in h2 if c not in ("paper", "fit s", "ms / image", "settings")]
@@ -446,12 +461,13 @@ def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
             m, s, n = _mean_std([r["metrics"]["auroc"] for r in recs])
             paper = PAPER_VARIANTS.get((suite, det, variant)) or PAPER.get((suite, det))
             classes = sorted({str(r.get("normal")) for r in recs if r.get("normal") is not None})
-            rows.append([suite, variant, _fmt(m, s, n), f"{paper[0]:.3f}" if paper else "", str(n),
-                         ",".join(classes) or "-", sorted({str(r["seed"]) for r in recs}).__str__(),
+            rows.append([suite + (DIRTY_MARK if _dirty(recs) else ""), variant, _fmt(m, s, n),
+                         f"{paper[0]:.3f}" if paper else "", str(n), ",".join(classes) or "-", sorted({str(r["seed"]) for r in recs}).__str__(),
                          _settings(recs[0])])
         head = ["suite", "variant", "AUROC (mean ± std over runs)", "paper", "runs", "normal classes", "seeds",
                 "settings"]
-        out[det] = markdown(head, rows)
+        out[det] = markdown(head, rows) + ("\n\n" + DIRTY_NOTE if any(r[0].endswith(DIRTY_MARK) for r in rows)
+                                           else "")
     return out
 
 
