@@ -110,3 +110,17 @@ def test_bench_refuses_a_dirty_tree_and_the_report_marks_dirty_records(tmp_path,
     assert report.DIRTY_NOTE in (tmp_path / "rep" / "results.md").read_text()
     docs = report.method_results([clean])["gmm"]
     assert "†" not in docs and "†" in report.method_results([dirty])["gmm"]
+
+
+def test_method_results_count_a_run_once_across_files(tmp_path):
+    """A run recorded in two files (a showcase rerun) is one run in docs/methods tables: the later record wins."""
+    rec = {"status": "ok", "suite": "digits", "detector": "gmm", "data": "digits:normal=0", "seed": 0,
+           "variant": "default", "scale": "cpu", "normal": 0, "config": {}, "metrics": {"auroc": 0.5}}
+    import json
+
+    (tmp_path / "a.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "seed": 1}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({**rec, "metrics": {"auroc": 0.9}}) + "\n")
+    recs = report.latest_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    assert sorted((r["seed"], r["metrics"]["auroc"]) for r in recs) == [(0, 0.9), (1, 0.5)]
+    row = report.method_results(recs)["gmm"].splitlines()[2].split(" | ")
+    assert row[2] == "0.700 ± 0.283" and row[4] == "2"  # two runs, not three

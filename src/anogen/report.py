@@ -447,6 +447,12 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: st
     return page
 
 
+def latest_records(record_files: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The successful records of ``record_files``, the last one per run across the files (a later file's record of
+    the same run, e.g. a showcase rerun with the model saved, supersedes the earlier one: counted once)."""
+    return list(iter_ok([r for f in record_files for r in read_records(f)]))
+
+
 def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
     """``{detector: markdown}``: per detector, one row per suite x variant with mean +- std AUROC over every class and
     seed it ran, the paper's number where there is one, and the settings (for ``docs/methods/<name>.md``)."""
