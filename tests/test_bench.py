@@ -124,3 +124,18 @@ def test_method_results_count_a_run_once_across_files(tmp_path):
     assert sorted((r["seed"], r["metrics"]["auroc"]) for r in recs) == [(0, 0.9), (1, 0.5)]
     row = report.method_results(recs)["gmm"].splitlines()[2].split(" | ")
     assert row[2] == "0.700 ± 0.283" and row[4] == "2"  # two runs, not three
+
+
+def test_report_says_how_often_each_detector_selects_its_epoch():
+    ours = {"detector": "ae", "config": {"epochs": 15, "val_every": 8},
+            "history": [{"epoch": e, **({"val_auroc": 0.5} if e in (8, 15) else {})} for e in range(1, 16)]}
+    peer = {"detector": "anomalib_ganomaly", "peer": "anomalib",
+            "config": {"epochs": 3, "selection": "best validation AUROC per epoch"},
+            "history": [{"epoch": e, "val_auroc": 0.5} for e in (1, 2, 3)]}
+    pyod = {"detector": "pyod_vae", "peer": "pyod", "config": {"selection": "none (fixed epochs)"}, "history": []}
+    assert report.selection(ours) == "every 8 epochs and the last: 2 of 15 epochs checked"
+    assert report.selection(peer) == "best validation AUROC per epoch: 3 of 3 epochs checked"
+    assert report.selection(pyod) == "none (fixed epochs)"
+    assert report.selection({"detector": "gmm", "config": {"val_every": 8}, "history": []}).startswith("none")
+    note = report.selection_note([ours, peer, pyod])
+    assert "ae: every 8" in note and "anomalib_ganomaly: best" in note and "pyod_vae: none" in note

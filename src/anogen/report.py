@@ -83,6 +83,37 @@ def _settings(r: dict[str, Any]) -> str:
     return ", ".join(b for b in bits if b)
 
 
+def selection(r: dict[str, Any]) -> str:
+    """How a record's run chose the state it scored with, and among how many: anogen's detectors validate every
+    ``val_every`` epochs and at the last (the best validation AUROC wins), anomalib's every epoch, PyOD's never."""
+    from anogen._registry import get
+
+    c = r.get("config") or {}
+    checks = sum(1 for h in r.get("history") or [] if "val_auroc" in h)
+    epochs = c.get("epochs")
+    if r.get("peer"):
+        how = str(c.get("selection") or "not stated")
+        return how if not checks else f"{how}: {checks} of {epochs} epochs checked"
+    try:
+        iterative = get(r["detector"]).iterative
+    except KeyError:
+        iterative = True
+    if not iterative:
+        return "none (one fit, no epochs)"
+    if not checks:
+        return "none (no validation set)"
+    return f"every {c.get('val_every')} epochs and the last: {checks} of {epochs} epochs checked"
+
+
+def selection_note(records: list[dict[str, Any]]) -> str:
+    """One line per suite: which detector selects its epoch on validation AUROC how often."""
+    by: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        by[selection(r)].add(r["detector"])
+    return "Epoch selection on validation AUROC: " + "; ".join(
+        f"{', '.join(sorted(d))}: {how}" for how, d in sorted(by.items(), key=lambda kv: sorted(kv[1]))) + "."
+
+
 def _source(r: dict[str, Any]) -> str:
     """The data source of a record without path and options: "mtd", "erase:mnist", "digits"."""
     head = r["data"].split(",")[0]
@@ -397,12 +428,14 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: st
                         and any(r["detector"] == d for r in recs)}
                        | {f"{v[0]:.3f}: {v[1]}" for (s, d, _), v in PAPER_VARIANTS.items() if s == suite})
         md += [f"## {suite}", "", desc, "", f"_{meta}_", "", markdown(head, rows), ""]
+        md += [selection_note(recs), ""]
         if _dirty(recs):
             md += [DIRTY_NOTE, ""]
         if notes:
             md += ["Paper numbers: " + "; ".join(notes) + ". Our runs use the settings column.", ""]
         body.append(f'<h2 id="{_slug(suite)}">{html.escape(suite)}</h2><p>{html.escape(desc)}</p>'
                     f'<p class="meta">{html.escape(meta)}</p>' + _html_table(head, rows))
+        body.append(f'<p class="meta">{html.escape(selection_note(recs))}</p>')
         if _dirty(recs):
             body.append(f'<p class="meta">{html.escape(DIRTY_NOTE.replace("`", ""))}</p>')
         for metric in EXTRA_METRICS.get(suite, []):
