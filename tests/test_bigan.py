@@ -137,3 +137,14 @@ def test_bigan_cpu_preset_learns_one_class_digits(digits):
           f"anomalous {rec['anomalous']:.1f}")
     assert rec["normal_train"] < rec["anomalous"]  # the encoder-generator pair reconstructs normal data better
     assert auc >= 0.75  # seed 0 gives 0.85, seeds 1-3 0.98-1.0
+
+
+def test_batchnorm_momentum_is_table_a2():
+    from torch import nn
+
+    det = anogen.create("bigan", image_size=16, width=8, max_width=16, latent_dim=8, hidden=16)
+    det.build((1, 16, 16))
+    moms = {m.momentum for m in det.nets_.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    assert moms == {0.2}  # Table A2: 0.8 in TensorFlow's convention
+    with pytest.raises(ValueError, match="bn_momentum"):
+        anogen.create("bigan", bn_momentum=0.0)

@@ -36,11 +36,12 @@ def _wrap(layer: nn.Module, norm: str) -> nn.Module:
 class ConvEncoder(nn.Module):
     """(B, C, S, S) -> (B, out_features): DCGAN discriminator / encoder body plus a 4x4 valid-conv head.
 
-    ``features(x)`` gives the last 4x4 feature map (B, W, 4, 4), used for feature matching.
+    ``features(x)`` gives the last 4x4 feature map (B, W, 4, 4), used for feature matching. ``first_norm``: BatchNorm
+    on the first conv too (DCGAN has none there; the thesis' AnoGAN table has one).
     """
 
     def __init__(self, image_size: int, in_channels: int, out_features: int, *, width: int = 64,
-                 max_width: int = 512, norm: str = "batch", slope: float = 0.2) -> None:
+                 max_width: int = 512, norm: str = "batch", slope: float = 0.2, first_norm: bool = False) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -48,8 +49,9 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
-            layers.append(_wrap(nn.Conv2d(c, w, 4, 2, 1, bias=norm != "batch" or i == 0), norm))
-            if norm == "batch" and i > 0:  # DCGAN: no BatchNorm on the first layer
+            bn = norm == "batch" and (i > 0 or first_norm)  # DCGAN: no BatchNorm on the first layer
+            layers.append(_wrap(nn.Conv2d(c, w, 4, 2, 1, bias=not bn), norm))
+            if bn:
                 layers.append(nn.BatchNorm2d(w))
             layers.append(nn.LeakyReLU(slope, inplace=True))
             c = w

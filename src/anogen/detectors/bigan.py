@@ -20,7 +20,8 @@ Deviations / choices:
   to ``image_size`` = 32): E = ``ConvEncoder`` (BatchNorm except on the first layer, LeakyReLU 0.2, linear 4x4 head
   to z), G = ``ConvDecoder`` (BatchNorm + ReLU, tanh). Widths (papers silent): ``width`` = 64 doubling per stage,
   capped at ``max_width`` = 512. LeakyReLU slope 0.2 everywhere (the thesis' A.2; the reference uses 0.1).
-  DCGAN init N(0, 0.02), as the reference.
+  DCGAN init N(0, 0.02), as the reference. BatchNorm momentum 0.8 in TensorFlow's convention (Table A2) = 0.2 in
+  PyTorch's (``bn_momentum``) on every BatchNorm of E, G and D.
 - D (concatenating, the reference's layout): image path = the same stride-2 conv stages down to 4x4 (BatchNorm
   except on the first, LeakyReLU, dropout after each), flattened; latent path = one linear layer of ``hidden`` / 2
   units (reference: 512) + LeakyReLU + dropout; concatenated; a linear layer of ``hidden`` units (reference: 1024) +
@@ -168,6 +169,8 @@ class BiGAN(GANTricks, Detector):
     """Adam learning rate of D (reference: 1e-5)"""
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam betas of the three optimisers (reference: 0.5, 0.999)"""
+    bn_momentum: float = 0.2
+    """PyTorch BatchNorm momentum of E, G and D (thesis Table A2: 0.8 in TensorFlow's convention = 0.2 here)"""
     ema_decay: float = 0.999
     """decay of the weight EMA used for scoring (reference: 0.999); 0 scores with the raw networks"""
     lam: float = 0.1
@@ -187,6 +190,8 @@ class BiGAN(GANTricks, Detector):
             raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}; got {self.d_norm!r}")
         if self.score_disc not in SCORE_DISC:
             raise ValueError(f"score_disc must be one of {', '.join(SCORE_DISC)}; got {self.score_disc!r}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1]; got {self.bn_momentum}")
         if not (0.0 <= self.lam <= 1.0 and 0.0 <= self.dropout < 1.0 and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"need 0 <= lam <= 1, 0 <= dropout < 1, 0 <= ema_decay < 1; got lam={self.lam}, "
                              f"dropout={self.dropout}, ema_decay={self.ema_decay}")
@@ -208,6 +213,9 @@ class BiGAN(GANTricks, Detector):
             "D": self.make_discriminator(c, s),  # (B, C, S, S), (B, L) -> (B,), (B, F)
         })
         dcgan_init(self.nets_)
+        for m in self.nets_.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.momentum = self.bn_momentum  # Table A2
         if self.ema_decay > 0:  # averaged copies for scoring, starting from the initial weights
             for k in ("E", "G", "D"):
                 self.nets_[f"{k}_ema"] = copy.deepcopy(self.nets_[k]).requires_grad_(False)
