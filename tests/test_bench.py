@@ -116,8 +116,6 @@ def test_method_results_count_a_run_once_across_files(tmp_path):
     """A run recorded in two files (a showcase rerun) is one run in docs/methods tables: the later record wins."""
     rec = {"status": "ok", "suite": "digits", "detector": "gmm", "data": "digits:normal=0", "seed": 0,
            "variant": "default", "scale": "cpu", "normal": 0, "config": {}, "metrics": {"auroc": 0.5}}
-    import json
-
     (tmp_path / "a.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "seed": 1}) + "\n")
     (tmp_path / "b.jsonl").write_text(json.dumps({**rec, "metrics": {"auroc": 0.9}}) + "\n")
     recs = report.latest_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
@@ -139,3 +137,10 @@ def test_report_says_how_often_each_detector_selects_its_epoch():
     assert report.selection({"detector": "gmm", "config": {"val_every": 8}, "history": []}).startswith("none")
     note = report.selection_note([ours, peer, pyod])
     assert "ae: every 8" in note and "anomalib_ganomaly: best" in note and "pyod_vae: none" in note
+
+
+def test_erase_suites_run_the_ae_with_and_without_lamp_and_a_gray_fill():
+    for name in ("erase", "erase32"):
+        runs = expand(bench.SUITES[name], "cpu", detectors=["ae"], seeds=[0])
+        assert {r.variant: r.overrides["lamp"] for r in runs} == {"lamp": True, "plain": False}
+        assert all("fill=0.5" in r.spec for r in runs)

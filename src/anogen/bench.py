@@ -82,6 +82,11 @@ FIG5 = ["ae", "anogan", "bigan", "ce_bigan", "alad", "f_anogan"]
 """The detectors of the consistency paper's Fig. 5 (AnoGAN, EGBAD = bigan, CE-BiGAN variants, plus ALAD, f-AnoGAN)."""
 
 
+AE_LAMP_VARIANTS = {"lamp": {"lamp": True}, "plain": {"lamp": False}}
+"""The erase suites' AE rows: anogen's default (LAMP-amplified L2) and the unregularized-score paper's AE baseline
+(plain MSE)."""
+
+
 PRECISION_VARIANTS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16", "channels_last": True}}
 """Issue 13's accuracy check: the same runs in fp32 and in bf16."""
 
@@ -144,13 +149,15 @@ def _suites() -> dict[str, Suite]:
         Suite("erase", ["vae", "gmm", "ae", "iforest"],
               ["erase:mnist:{mnist},k=4,fill=0.5", "erase:fashion:{fashion},k=4,fill=0.5"], seeds=[0, 1],
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo", "kl", "lognorm")},
-                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")}},
+                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
+                                 "ae": AE_LAMP_VARIANTS},
               cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=2000, max_test=2000,
               description="unregularized-score toy protocol: 4x4 regions erased to gray (VI-A; records before issue 16 "
                           "erased to black, their spec has no fill=), 1 % contaminated training set"),
         Suite("erase32", ["vae", "gmm", "ae"], ["erase:fashion:{fashion},k=4,fill=0.5"], seeds=[0, 1],
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo")},
-                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")}},
+                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
+                                 "ae": AE_LAMP_VARIANTS},
               cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
