@@ -144,3 +144,10 @@ def test_erase_suites_run_the_ae_with_and_without_lamp_and_a_gray_fill():
         runs = expand(bench.SUITES[name], "cpu", detectors=["ae"], seeds=[0])
         assert {r.variant: r.overrides["lamp"] for r in runs} == {"lamp": True, "plain": False}
         assert all("fill=0.5" in r.spec for r in runs)
+
+
+def test_lamp_grid_sgd_cells_use_the_validated_sgd_setting():
+    runs = expand(bench.SUITES["lamp"], "cpu")
+    sgd = [r for r in runs if r.overrides["optimizer"] == "sgd"]
+    assert len(sgd) == 6 and all(r.overrides["lr"] == 0.03 and r.overrides["momentum"] == 0.9 for r in sgd)
+    assert all(r.overrides.get("momentum", 0.0) == 0.0 for r in runs if r.overrides["optimizer"] == "adam")
