@@ -151,3 +151,16 @@ def test_lamp_grid_sgd_cells_use_the_validated_sgd_setting():
     sgd = [r for r in runs if r.overrides["optimizer"] == "sgd"]
     assert len(sgd) == 6 and all(r.overrides["lr"] == 0.03 and r.overrides["momentum"] == 0.9 for r in sgd)
     assert all(r.overrides.get("momentum", 0.0) == 0.0 for r in runs if r.overrides["optimizer"] == "adam")
+
+
+def test_paper_scale_settings_of_coil_and_the_erase_gmm():
+    coil = expand(bench.SUITES["coil"], "paper", detectors=["algan"], seeds=[0])
+    assert {r.overrides["image_size"] for r in coil} == {256}  # ALGAN IV-B5
+    for name in ("erase", "erase32"):
+        gmm = expand(bench.SUITES[name], "paper", detectors=["gmm"], seeds=[0])
+        assert all(r.overrides["pca_components"] == 0 and r.overrides["n_components"] == 2 for r in gmm)  # V-C toy
+        cpu = expand(bench.SUITES[name], "cpu", detectors=["gmm"], seeds=[0])
+        assert all(r.overrides["pca_components"] > 0 for r in cpu)  # the paper toy settings are paper scale only
+    if "iforest" in bench.SUITES["erase"].detectors:
+        forest = expand(bench.SUITES["erase"], "paper", detectors=["iforest"], seeds=[0])
+        assert all("n_components" not in r.overrides for r in forest)

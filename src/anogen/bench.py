@@ -54,6 +54,8 @@ class Suite:
     """overrides on top of each detector's CPU preset at ``--scale cpu``"""
     paper: dict[str, Any] = field(default_factory=dict)
     """overrides on top of the paper defaults at ``--scale paper``"""
+    paper_detector: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """per-detector overrides at ``--scale paper`` on top of ``paper`` (e.g. the paper's toy GMM settings)"""
     max_train: int | None = 1000
     """cap on training images at ``--scale cpu`` (None: all)"""
     max_test: int | None = 2000
@@ -87,6 +89,9 @@ LAMP_SGD = {"lr": 0.03, "momentum": 0.9}
 the best validation AUROC of ``benchmarks/lamp_sgd_sweep.py`` (records ``benchmarks/results/lamp-sgd-sweep.jsonl``:
 lr 1e-3 / 1e-2 / 3e-2 / 1e-1 -> mean val AUROC 0.943 / 0.973 / 0.980 / 0.972 over L2 plain and LAMP). At lr 1e-3
 without momentum the SGD cells did not train (test AUROC 0.39-0.48)."""
+
+PAPER_TOY_GMM = {"pca_components": 0, "n_components": 2}
+"""The unregularized-score paper's toy GMM (V-C): on the raw pixels (no PCA), N_z = 2 hidden classes."""
 
 AE_LAMP_VARIANTS = {"lamp": {"lamp": True}, "plain": {"lamp": False}}
 """The erase suites' AE rows: anogen's default (LAMP-amplified L2) and the unregularized-score paper's AE baseline
@@ -123,7 +128,7 @@ def _suites() -> dict[str, Suite]:
               description="MTD at higher resolution than the mtd suite's 32 px (ALGAN 64 px; VAE on 32 px patches "
                           "of 128 px images, the unregularized-score paper's patch scheme)"),
         Suite("coil", "all", ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1],
-              cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 128},
+              cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 256},  # ALGAN IV-B5
               max_train=None, max_test=None,
               description="COIL-100 subset (17 objects), ALGAN Table 4 protocol: 10 objects normal"),
         Suite("algan-ablation", ["algan"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0, 1],
@@ -158,14 +163,16 @@ def _suites() -> dict[str, Suite]:
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo", "kl", "lognorm")},
                                  "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
                                  "ae": AE_LAMP_VARIANTS},
-              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=2000, max_test=2000,
+              cpu=gray, paper={"channels": 1, "image_size": 32}, paper_detector={"gmm": PAPER_TOY_GMM},
+              max_train=2000, max_test=2000,
               description="unregularized-score toy protocol: 4x4 regions erased to gray (VI-A; records before issue 16 "
                           "erased to black, their spec has no fill=), 1 % contaminated training set"),
         Suite("erase32", ["vae", "gmm", "ae"], ["erase:fashion:{fashion},k=4,fill=0.5"], seeds=[0, 1],
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo")},
                                  "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
                                  "ae": AE_LAMP_VARIANTS},
-              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32},
+              paper_detector={"gmm": PAPER_TOY_GMM}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
         Suite("precision-mtd", ["algan", "ganomaly", "ae", "vae"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"],
@@ -264,6 +271,8 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
         fields = set(get(name).field_names())
         base = dict(_presets(get(name)).get("cpu", {})) if scale == "cpu" else {}
         base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items() if k in fields})
+        if scale == "paper":
+            base.update(suite.paper_detector.get(name, {}))
         for template in suite.datasets:
             for normal in classes or suite.classes:
                 spec = template.format(normal=normal, **paths)
