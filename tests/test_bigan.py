@@ -98,8 +98,16 @@ def test_ema_copies_are_saved_and_follow_the_formula():
     det.epoch_ = 0
     det.nets_.train()
     det.train_step(torch.rand(8, 1, 16, 16) * 2 - 1)
+    d0 = min(0.9, 1 / 10)  # the first update's warm-up decay (nets.ema_decay_at)
     for avg, cur, old in zip(det.nets_["E_ema"].parameters(), det.nets_["E"].parameters(), before):
-        torch.testing.assert_close(avg, 0.9 * old + 0.1 * cur)  # one EMA step from the initial weights
+        torch.testing.assert_close(avg, d0 * old + (1 - d0) * cur)  # one EMA step from the initial weights
+    assert det.ema_updates_ == {"D": 1, "E": 1, "G": 1}
+    avg_before = [p.detach().clone() for p in det.nets_["E_ema"].parameters()]
+    det.train_step(torch.rand(8, 1, 16, 16) * 2 - 1)
+    d1 = min(0.9, 2 / 11)
+    for avg, cur, old in zip(det.nets_["E_ema"].parameters(), det.nets_["E"].parameters(), avg_before):
+        torch.testing.assert_close(avg, d1 * old + (1 - d1) * cur)
+    assert det.train_state() == {} or int(det.train_state()["ema_updates.E"]) == 2
     assert det.scoring_nets()[0] is det.nets_["E_ema"]
     plain = anogen.create("bigan", **TINY, ema_decay=0.0)
     plain.build((1, 16, 16))

@@ -127,13 +127,20 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay after ``updates`` updates: min(decay, (1 + n) / (10 + n)), TensorFlow's ``num_updates`` warm-up
+    (``tf.train.ExponentialMovingAverage``), so that a short run's average is not mostly the initial weights (with a
+    fixed 0.999 and n updates the initialisation keeps 0.999^n of the average: 70 % after 350)."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 @torch.no_grad()
 def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
     """Exponential moving average of weights: average <- decay * average + (1 - decay) * current.
 
     Parameters are averaged; buffers (BatchNorm running statistics, spectral-norm vectors) are copied. Used for scoring
     by the methods whose reference code keeps an EMA of every network (ALAD, EGBAD, the thesis' EBGAN family; decay
-    0.999 there).
+    0.999 there, with the warm-up of :func:`ema_decay_at`).
     """
     for a, c in zip(average.parameters(), current.parameters()):
         a.lerp_(c, 1.0 - decay)

@@ -39,8 +39,10 @@ Deviations / choices:
 - EMA: the reference scores with an exponential moving average (decay 0.999) of every network's weights, so it is part
   of the method here: ``ema_decay`` = 0.999, the averaged copies ``E_ema``, ``G_ema``, ``D_ema`` live in ``nets_``
   (saved with the model), start from the initial weights (as TF's ExponentialMovingAverage), are updated after every
-  step of their network, and copy BatchNorm running statistics (TF keeps one set of them too). ``ema_decay=0`` scores
-  with the raw networks. A short run needs a smaller decay (the CPU preset uses none).
+  step of their network with the warm-up decay min(0.999, (1 + n) / (10 + n)) after n updates (``nets.ema_decay_at``,
+  TF's ``num_updates``, as the EBGAN family; without it ~350 updates leave 70 % of the average at the
+  initialisation), and copy BatchNorm running statistics (TF keeps one set of them too). ``ema_decay=0`` scores
+  with the raw networks.
 - Score ``score_disc``: ``"fm"`` (default, reference ``--m=fm``): L_D = ||f_D(x, E(x)) - f_D(G(E(x)), E(x))||_1, the
   same latent E(x) paired with both images (eq. 8). ``"ce"``: eq. (9) as the paper writes it, the cross-entropy of
   D(x, E(x)) against label 1 (real). ``"ce_rec"``: what the reference code computes for ``cross-e``, the cross-entropy
@@ -64,7 +66,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, feature_matching, residual_score
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, stage_widths
+from anogen.nets import (ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_decay_at, ema_update,
+                         stage_widths)
 
 D_NORMS = ("batch", "spectral", "spectral_batch", "none")
 SCORE_DISC = ("fm", "ce", "ce_rec")
@@ -222,11 +225,21 @@ class BiGAN(GANTricks, Detector):
         self.opt_e_ = torch.optim.Adam(self.nets_["E"].parameters(), lr=self.lr_e, betas=self.betas)
         self.opt_g_ = torch.optim.Adam(self.nets_["G"].parameters(), lr=self.lr_g, betas=self.betas)
         self.opt_d_ = torch.optim.Adam(self.nets_["D"].parameters(), lr=self.lr_d, betas=self.betas)
+        self.ema_updates_: dict[str, int] = {}
 
     def _ema(self, *names: str) -> None:
-        if self.ema_decay > 0:
+        if self.ema_decay > 0:  # with the EBGAN family's warm-up (nets.ema_decay_at), counted per network
             for k in names:
-                ema_update(self.nets_[f"{k}_ema"], self.nets_[k], self.ema_decay)
+                n = self.ema_updates_.get(k, 0)
+                ema_update(self.nets_[f"{k}_ema"], self.nets_[k], ema_decay_at(self.ema_decay, n))
+                self.ema_updates_[k] = n + 1
+
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the EMA update counts (the warm-up decay depends on them)."""
+        return {f"ema_updates.{k}": torch.tensor(v) for k, v in self.ema_updates_.items()}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        self.ema_updates_ = {k.split(".", 1)[1]: int(v) for k, v in state.items() if k.startswith("ema_updates.")}
 
     # -- losses
     def disc_loss(self, real_logit: Tensor, fake_logit: Tensor) -> Tensor:

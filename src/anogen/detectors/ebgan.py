@@ -108,7 +108,7 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, mlp
+from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_decay_at, ema_update, mlp
 
 HINGES = ("sample", "batch")
 D_NORMS = ("batch", "spectral")
@@ -322,7 +322,7 @@ class _EBGANBase(GANTricks, Detector):
     def _ema_step(self, name: str) -> None:
         if self.ema_decay > 0:
             t = self.ema_updates_.get(name, 0)
-            ema_update(self.nets_[f"{name}_ema"], self.nets_[name], min(self.ema_decay, (1 + t) / (10 + t)))
+            ema_update(self.nets_[f"{name}_ema"], self.nets_[name], ema_decay_at(self.ema_decay, t))
             self.ema_updates_[name] = t + 1
 
     @staticmethod
