@@ -8,6 +8,8 @@ Layer count follows DCGAN: stride-2 4x4 convolutions halve the side down to 4x4,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -146,3 +148,17 @@ def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
         a.lerp_(c, 1.0 - decay)
     for a, c in zip(average.buffers(), current.buffers()):
         a.copy_(c)
+
+
+@contextmanager
+def running_stats_frozen(net: nn.Module) -> Iterator[None]:
+    """Forward passes in training mode (batch statistics) that leave BatchNorm's running statistics as they are."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running <- (1 - 0) running + 0 batch
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom

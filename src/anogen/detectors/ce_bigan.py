@@ -53,8 +53,6 @@ Deviations / choices:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -63,7 +61,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from anogen._registry import register
 from anogen.detectors.bigan import BiGAN, conv_trunk
 from anogen.losses import feature_matching
-from anogen.nets import stage_widths
+from anogen.nets import running_stats_frozen, stage_widths
 
 DISCRIMINATORS = ("projection", "concat")
 
@@ -87,20 +85,6 @@ class ProjectionDiscriminator(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- losses
-@contextmanager
-def running_stats_frozen(net: nn.Module) -> Iterator[None]:
-    """Forward passes in training mode (batch statistics) that leave BatchNorm's running statistics as they are."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0  # running <- (1 - 0) running + 0 batch
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-
-
 def consistency_losses(x: Tensor, x_rec: Tensor, z: Tensor, z_rec: Tensor) -> tuple[Tensor, Tensor]:
     """Eqs. (11)-(12): (mean over the batch of ||x - G(E(x))||_1, mean of ||z - E(G(z))||_1)."""
     return feature_matching(x, x_rec, 1, "none").mean(), feature_matching(z, z_rec, 1, "none").mean()
