@@ -50,7 +50,8 @@ Deviations / choices:
   dropout off), with the EMA weights when they are kept.
 - ``anomaly_map``: the per-pixel L1 residual |x - G(E(x))| summed over channels (the pixel part of L_R).
 - The thesis' training tricks (IN / SL / LF, :class:`anogen.losses.GANTricks`) are fields, off by default: IN noise is
-  added to every image D sees in training (D step and E / G step), SL / LF change D's targets only.
+  added to every input of D in its update step, images and latents (``losses.py``'s rule; the E / G step sees D on
+  clean inputs), SL / LF change D's targets only.
 """
 
 from __future__ import annotations
@@ -249,8 +250,8 @@ class BiGAN(GANTricks, Detector):
     def encoder_generator_loss(self, x: Tensor, z: Tensor, z_enc: Tensor,
                                x_gen: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The joint E + G loss for z_enc = E(x), x_gen = G(z) (not detached), and the terms to log."""
-        real_logit, _ = self.nets_["D"](self.d_input(x), z_enc)  # (x, E(x))
-        fake_logit, _ = self.nets_["D"](self.d_input(x_gen), z)  # (G(z), z)
+        real_logit, _ = self.nets_["D"](x, z_enc)  # (x, E(x)), clean inputs (losses.py IN rule 1)
+        fake_logit, _ = self.nets_["D"](x_gen, z)  # (G(z), z)
         loss_e, loss_g = bigan_ge_losses(real_logit, fake_logit)
         return loss_e + loss_g, {"e": loss_e.item(), "g": loss_g.item()}
 
@@ -261,8 +262,8 @@ class BiGAN(GANTricks, Detector):
         z_enc = E(x)  # (B, L)
         x_gen = G(z)  # (B, C, S, S)
         # D step: maximise eq. (6) with E and G fixed
-        real_logit, _ = D(self.d_input(x), z_enc.detach())
-        fake_logit, _ = D(self.d_input(x_gen.detach()), z)
+        real_logit, _ = D(self.d_input(x), self.d_input(z_enc.detach()))  # IN on images and latents (rule 1)
+        fake_logit, _ = D(self.d_input(x_gen.detach()), self.d_input(z))
         loss_d = self.disc_loss(real_logit, fake_logit)
         self.opt_d_.zero_grad(set_to_none=True)
         loss_d.backward()

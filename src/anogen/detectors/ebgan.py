@@ -38,7 +38,8 @@ Deviations / choices (the thesis is silent or unfinished on each unless said):
   D sees real and generated batches in separate forward passes (separate BatchNorm statistics, as the reference).
   D's BatchNorm running statistics are updated by D's own update only, not by the D passes inside G's updates (in
   the reference D's update ops run with D's step). G updates do not see the IN / SL / LF tricks (the mixin's rule:
-  only D's inputs and targets do).
+  only D's inputs and targets do); IN decays over each stage, and D_xx / D_zz's pairs share one noisy copy
+  (``losses.py``'s IN rule).
 - SENCEBGAN's extra G term 0.1 * mean_b ||Enc_D(x_b) - Enc_D(G(z_b))||_2 (``g_embed_weight``; reference) pairs
   the b-th real and fake sample of the batch, as the reference does; Enc_D(x) is a constant for G.
 - Stages inside the one fit loop: ``epochs`` is split among the stages in proportion to ``stage_epochs`` (the
@@ -276,6 +277,16 @@ class _EBGANBase(GANTricks, Detector):
             if epoch < end:
                 return name
         raise ValueError(f"epoch {epoch} is past the last of {self.epochs} epochs")
+
+    def noise_epochs(self) -> tuple[int, int]:
+        """IN decays to 0 over the current stage, whose discriminator (D, then D_xx / D_zz) trains now (losses.py
+        IN rule 3)."""
+        start, epoch = 0, getattr(self, "epoch_", 0)
+        for n in self.stage_schedule():
+            if epoch < start + n:
+                return start, n
+            start += n
+        return start, 1
 
     def setup_data(self, x: Tensor) -> None:
         skipped = [s for s, n in zip(self.STAGES, self.stage_schedule()) if n == 0]
@@ -523,11 +534,12 @@ class SENCEBGAN(_EBGANBase):
         if self.use_dzz:
             self.opt_dzz_ = self._adam("Dzz", self.lr_dxz)
 
-    def _pair_d_step(self, name: str, opt: torch.optim.Optimizer, real_pair: Tensor, fake_pair: Tensor) -> float:
-        """One BCE update of D_xx / D_zz: the pair (a, a) is real, (a, reconstruction) fake (tricks mixin)."""
-        Dp = self.nets_[name]
-        loss = (self.d_loss(Dp(self.d_input(real_pair)), real=True)
-                + self.d_loss(Dp(self.d_input(fake_pair.detach())), real=False))
+    def _pair_d_step(self, name: str, opt: torch.optim.Optimizer, a: Tensor, rec: Tensor) -> float:
+        """One BCE update of D_xx / D_zz: the pair (a, a) is real, (a, rec) fake. IN (losses.py rule 2): one noisy copy
+        of ``a`` fills both halves of the real pair and the first of the fake one."""
+        Dp, an = self.nets_[name], self.d_input(a)
+        loss = (self.d_loss(Dp(torch.cat([an, an], 1)), real=True)
+                + self.d_loss(Dp(torch.cat([an, self.d_input(rec.detach())], 1)), real=False))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -554,7 +566,7 @@ class SENCEBGAN(_EBGANBase):
         self._ema_step("EG")
         out = {"eg": loss.item(), "eg_rec": loss_rec.item(), "eg_feat": loss_f.item()}
         if self.use_dxx:
-            out["dxx"] = self._pair_d_step("Dxx", self.opt_dxx_, torch.cat([x, x], 1), torch.cat([x, x_g], 1))
+            out["dxx"] = self._pair_d_step("Dxx", self.opt_dxx_, x, x_g)
         return out
 
     def _encoder_r_step(self, x: Tensor) -> dict[str, float]:
@@ -574,7 +586,7 @@ class SENCEBGAN(_EBGANBase):
         self._ema_step("ER")
         out = {"er": loss.item(), "er_rec": loss_rec.item()}
         if self.use_dzz:
-            out["dzz"] = self._pair_d_step("Dzz", self.opt_dzz_, torch.cat([z, z], 1), torch.cat([z, z_r], 1))
+            out["dzz"] = self._pair_d_step("Dzz", self.opt_dzz_, z, z_r)
         return out
 
     def score_terms(self, x: Tensor) -> dict[str, Tensor]:
