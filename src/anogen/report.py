@@ -41,6 +41,10 @@ PAPER_VARIANTS: dict[tuple[str, str, str], tuple[float, str]] = {
 }
 
 
+SCRIPT_SUITES = {"lamp-sgd-sweep": "benchmarks/lamp_sgd_sweep.py: the LAMP grid's SGD learning rate (momentum 0.9), "
+                                   "chosen on validation AUROC only; the lamp suite's SGD cells use the choice"}
+"""Descriptions of record sets made by scripts in ``benchmarks/`` rather than by a suite of :mod:`anogen.bench`."""
+
 EXTRA_METRICS: dict[str, list[str]] = {"tricks": ["precision", "recall", "f1"]}
 """Suites whose papers report more than AUROC (thesis Tables 51-55: AUROC, precision, recall, F1)."""
 
@@ -415,7 +419,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: st
             f'<p class="meta">{len(records)} runs from {len(by_suite)} suites; generated from records by '
             '<code>anogen report</code>. Green: best in its column; orange: below chance.</p>']
     for suite, recs in sorted(by_suite.items()):
-        desc = SUITES[suite].description if suite in SUITES else ""
+        desc = SUITES[suite].description if suite in SUITES else SCRIPT_SUITES.get(suite, "")
         commits = sorted({(r.get("git_commit") or "?")[:8] for r in recs})
         machines = sorted({f"{r['machine'].get('processor')} x{r['machine'].get('cpu_count')}"
                            + (f" + {r['machine']['gpu']}" if r["machine"].get("gpu") else "") for r in recs})
