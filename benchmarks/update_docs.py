@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from anogen import report
-from anogen.bench import iter_ok, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
     files = sorted((ROOT / "benchmarks" / "results").glob("*.jsonl"))
-    records = [r for f in files for r in iter_ok(read_records(f))]
+    records = report.latest_records(files)  # one record per run across files, as the README's report
     if not records:
         print("no records", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ first-epoch branch, the Table 7 switches, the architecture, ALGAN-feature, the b
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -291,12 +292,27 @@ def test_score_is_minus_d_logit_and_generate(digits, tmp_path):
     assert not np.array_equal(fakes, det.generate(5, seed=2))
     anomalous = det.generate(5, anomalous=True, seed=1)
     assert not np.array_equal(fakes, anomalous)
-    with torch.no_grad():  # fake-anomalous = G(sigma * z) for the same seed's z, G in eval mode
-        z = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
-        np.testing.assert_allclose(anomalous, ((det.nets_["G"](4.0 * z) + 1) / 2).clamp(0, 1).numpy(), atol=1e-6)
+    # G runs with batch statistics (training-mode BatchNorm) over the batch training would draw, its running
+    # statistics untouched: fake-normal over n normal latents (line 19), fake-anomalous at the end of a z_d-like batch
+    G = det.nets_["G"]
+    stats = [b.clone() for b in G.buffers()]
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 8, generator=gen)
+    n_n = round(5 * det.alpha / (1 - det.alpha))
+    z_d = torch.cat([torch.randn(n_n, 8, generator=gen), det.sigma * z])
+    ref = copy.deepcopy(G).train()
+    with torch.no_grad():
+        np.testing.assert_allclose(fakes, ((ref(z) + 1) / 2).clamp(0, 1).numpy(), atol=1e-6)
+        np.testing.assert_allclose(anomalous, ((ref(z_d)[-5:] + 1) / 2).clamp(0, 1).numpy(), atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(stats, G.buffers()))  # running statistics unchanged
     det.nets_.train()
     det.generate(2)
     assert det.nets_["G"].training  # mode restored
+    det.nets_.eval()
+    det.generate(2)
+    assert not det.nets_["G"].training
+    with pytest.raises(ValueError, match=">= 2"):
+        det.generate(1)
     loaded = anogen.load(det.save(tmp_path / "a.anogen"))
     np.testing.assert_array_equal(loaded.generate(5, seed=1), fakes)
     with pytest.raises(anogen.NotFittedError):

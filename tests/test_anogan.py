@@ -105,3 +105,13 @@ def test_anogan_learns_one_class_digits(digits):
     auc = auroc(y[keep], det.fit(train).decision_function(test[keep]))
     print(f"AnoGAN one-class digits (0 normal) AUROC = {auc:.3f}")
     assert auc >= 0.85
+
+
+def test_discriminator_is_table_a1_batchnorm_on_every_conv_including_the_first():
+    from torch import nn
+
+    det = anogen.create("anogan", image_size=32, width=8, max_width=32, latent_dim=8)
+    det.build((1, 32, 32))
+    mods = [m for m in det.nets_["D"].body if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    assert [type(m).__name__ for m in mods] == ["Conv2d", "BatchNorm2d"] * 3  # 64-128-256 pattern at 32 px
+    assert all(m.momentum == 0.2 for m in mods if isinstance(m, nn.BatchNorm2d))  # TF 0.8

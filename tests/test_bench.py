@@ -68,7 +68,7 @@ def test_report_tables_and_page(tmp_path):
     text = page.read_text()
     assert "<table>" in text and "algan" in text and "fig/t-roc.png" in text
     assert (tmp_path / "rep" / "fig" / "t-roc.png").stat().st_size > 1000
-    assert "| algan |" in (tmp_path / "rep" / "results.md").read_text()
+    assert "| algan" in (tmp_path / "rep" / "results.md").read_text()
 
 
 def test_cli_bench_dry_run_and_errors(tmp_path, capsys):
@@ -85,3 +85,82 @@ def test_every_suite_expands():
         runs = expand(suite, "cpu")
         assert runs, name
         json.dumps([r.overrides for r in runs])  # records must be JSON
+
+
+def test_bench_refuses_a_dirty_tree_and_the_report_marks_dirty_records(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "d.jsonl"
+    args = ["bench", "digits", "--out", str(out), "--detectors", "gmm", "--classes", "0"]
+    monkeypatch.setenv("ANOGEN_GIT_COMMIT", "0" * 40)
+    monkeypatch.setenv("ANOGEN_GIT_DIRTY", "1")
+    assert main(args) == 2 and not out.exists()
+    assert "--allow-dirty" in capsys.readouterr().err
+    assert main([*args, "--dry-run"]) == 0  # listing the runs is fine
+    assert main([*args, "--allow-dirty"]) == 0
+    (dirty,) = read_records(out)
+    assert dirty["git_dirty"] is True
+    monkeypatch.setenv("ANOGEN_GIT_DIRTY", "0")
+    clean_out = tmp_path / "c.jsonl"
+    assert main(["bench", "digits", "--out", str(clean_out), "--detectors", "gmm", "--classes", "1"]) == 0
+    (clean,) = read_records(clean_out)
+    assert clean["git_dirty"] is False
+    head, rows = report.suite_table([dirty, clean])
+    assert [r[0] for r in rows] == ["gmm" + report.DIRTY_MARK]  # one row: a dirty record in it marks it
+    assert report.suite_table([clean])[1][0][0] == "gmm"
+    report.build([out, clean_out], tmp_path / "rep")
+    assert report.DIRTY_NOTE in (tmp_path / "rep" / "results.md").read_text()
+    docs = report.method_results([clean])["gmm"]
+    assert "†" not in docs and "†" in report.method_results([dirty])["gmm"]
+
+
+def test_method_results_count_a_run_once_across_files(tmp_path):
+    """A run recorded in two files (a showcase rerun) is one run in docs/methods tables: the later record wins."""
+    rec = {"status": "ok", "suite": "digits", "detector": "gmm", "data": "digits:normal=0", "seed": 0,
+           "variant": "default", "scale": "cpu", "normal": 0, "config": {}, "metrics": {"auroc": 0.5}}
+    (tmp_path / "a.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "seed": 1}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({**rec, "metrics": {"auroc": 0.9}}) + "\n")
+    recs = report.latest_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    assert sorted((r["seed"], r["metrics"]["auroc"]) for r in recs) == [(0, 0.9), (1, 0.5)]
+    row = report.method_results(recs)["gmm"].splitlines()[2].split(" | ")
+    assert row[2] == "0.700 ± 0.283" and row[4] == "2"  # two runs, not three
+
+
+def test_report_says_how_often_each_detector_selects_its_epoch():
+    ours = {"detector": "ae", "config": {"epochs": 15, "val_every": 8},
+            "history": [{"epoch": e, **({"val_auroc": 0.5} if e in (8, 15) else {})} for e in range(1, 16)]}
+    peer = {"detector": "anomalib_ganomaly", "peer": "anomalib",
+            "config": {"epochs": 3, "selection": "best validation AUROC per epoch"},
+            "history": [{"epoch": e, "val_auroc": 0.5} for e in (1, 2, 3)]}
+    pyod = {"detector": "pyod_vae", "peer": "pyod", "config": {"selection": "none (fixed epochs)"}, "history": []}
+    assert report.selection(ours) == "every 8 epochs and the last: 2 of 15 epochs checked"
+    assert report.selection(peer) == "best validation AUROC per epoch: 3 of 3 epochs checked"
+    assert report.selection(pyod) == "none (fixed epochs)"
+    assert report.selection({"detector": "gmm", "config": {"val_every": 8}, "history": []}).startswith("none")
+    note = report.selection_note([ours, peer, pyod])
+    assert "ae: every 8" in note and "anomalib_ganomaly: best" in note and "pyod_vae: none" in note
+
+
+def test_erase_suites_run_the_ae_with_and_without_lamp_and_a_gray_fill():
+    for name in ("erase", "erase32"):
+        runs = expand(bench.SUITES[name], "cpu", detectors=["ae"], seeds=[0])
+        assert {r.variant: r.overrides["lamp"] for r in runs} == {"lamp": True, "plain": False}
+        assert all("fill=0.5" in r.spec for r in runs)
+
+
+def test_lamp_grid_sgd_cells_use_the_validated_sgd_setting():
+    runs = expand(bench.SUITES["lamp"], "cpu")
+    sgd = [r for r in runs if r.overrides["optimizer"] == "sgd"]
+    assert len(sgd) == 6 and all(r.overrides["lr"] == 0.03 and r.overrides["momentum"] == 0.9 for r in sgd)
+    assert all(r.overrides.get("momentum", 0.0) == 0.0 for r in runs if r.overrides["optimizer"] == "adam")
+
+
+def test_paper_scale_settings_of_coil_and_the_erase_gmm():
+    coil = expand(bench.SUITES["coil"], "paper", detectors=["algan"], seeds=[0])
+    assert {r.overrides["image_size"] for r in coil} == {256}  # ALGAN IV-B5
+    for name in ("erase", "erase32"):
+        gmm = expand(bench.SUITES[name], "paper", detectors=["gmm"], seeds=[0])
+        assert all(r.overrides["pca_components"] == 0 and r.overrides["n_components"] == 2 for r in gmm)  # V-C toy
+        cpu = expand(bench.SUITES[name], "cpu", detectors=["gmm"], seeds=[0])
+        assert all(r.overrides["pca_components"] > 0 for r in cpu)  # the paper toy settings are paper scale only
+    if "iforest" in bench.SUITES["erase"].detectors:
+        forest = expand(bench.SUITES["erase"], "paper", detectors=["iforest"], seeds=[0])
+        assert all("n_components" not in r.overrides for r in forest)

@@ -98,8 +98,16 @@ def test_ema_copies_are_saved_and_follow_the_formula():
     det.epoch_ = 0
     det.nets_.train()
     det.train_step(torch.rand(8, 1, 16, 16) * 2 - 1)
+    d0 = min(0.9, 1 / 10)  # the first update's warm-up decay (nets.ema_decay_at)
     for avg, cur, old in zip(det.nets_["E_ema"].parameters(), det.nets_["E"].parameters(), before):
-        torch.testing.assert_close(avg, 0.9 * old + 0.1 * cur)  # one EMA step from the initial weights
+        torch.testing.assert_close(avg, d0 * old + (1 - d0) * cur)  # one EMA step from the initial weights
+    assert det.ema_updates_ == {"D": 1, "E": 1, "G": 1}
+    avg_before = [p.detach().clone() for p in det.nets_["E_ema"].parameters()]
+    det.train_step(torch.rand(8, 1, 16, 16) * 2 - 1)
+    d1 = min(0.9, 2 / 11)
+    for avg, cur, old in zip(det.nets_["E_ema"].parameters(), det.nets_["E"].parameters(), avg_before):
+        torch.testing.assert_close(avg, d1 * old + (1 - d1) * cur)
+    assert det.train_state() == {} or int(det.train_state()["ema_updates.E"]) == 2
     assert det.scoring_nets()[0] is det.nets_["E_ema"]
     plain = anogen.create("bigan", **TINY, ema_decay=0.0)
     plain.build((1, 16, 16))
@@ -137,3 +145,14 @@ def test_bigan_cpu_preset_learns_one_class_digits(digits):
           f"anomalous {rec['anomalous']:.1f}")
     assert rec["normal_train"] < rec["anomalous"]  # the encoder-generator pair reconstructs normal data better
     assert auc >= 0.75  # seed 0 gives 0.85, seeds 1-3 0.98-1.0
+
+
+def test_batchnorm_momentum_is_table_a2():
+    from torch import nn
+
+    det = anogen.create("bigan", image_size=16, width=8, max_width=16, latent_dim=8, hidden=16)
+    det.build((1, 16, 16))
+    moms = {m.momentum for m in det.nets_.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    assert moms == {0.2}  # Table A2: 0.8 in TensorFlow's convention
+    with pytest.raises(ValueError, match="bn_momentum"):
+        anogen.create("bigan", bn_momentum=0.0)

@@ -122,3 +122,27 @@ def test_ce_bigan_cpu_preset_learns_one_class_digits(digits):
           f"anomalous {rec['anomalous']:.1f}")
     assert rec["normal_train"] < rec["anomalous"]  # the consistent E / G pair reconstructs normal data better
     assert auc >= 0.9  # seeds 0-3 give 0.999
+
+
+def test_encoder_batchnorm_statistics_come_from_real_images_only():
+    """The consistency pass E(G(z)) does not move E's running statistics (scoring encodes real images)."""
+    import copy
+
+    from torch import nn
+
+    det = anogen.create("ce_bigan", image_size=16, width=8, max_width=16, latent_dim=8, batch_size=8, d_norm="batch")
+    torch.manual_seed(0)
+    det.build((1, 16, 16))
+    det.epoch_ = 0
+    det.nets_.train()
+    x = torch.rand(8, 1, 16, 16) * 2 - 1
+    real_only = copy.deepcopy(det.nets_["E"])
+    real_only(x)  # what E's statistics become after the real pass alone
+    det.train_step(x)
+    bns = [m for m in det.nets_["E"].modules() if isinstance(m, nn.BatchNorm2d)]
+    want = [m for m in real_only.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns
+    for a, b in zip(bns, want):
+        torch.testing.assert_close(a.running_mean, b.running_mean)
+        torch.testing.assert_close(a.running_var, b.running_var)
+        assert a.momentum == b.momentum  # restored after the frozen pass

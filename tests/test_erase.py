@@ -19,10 +19,12 @@ from anogen.data.svhn import load_svhn, read_svhn_mat
 
 
 def _set(n: int, size: int = 12, channels: int = 0, n_classes: int = 5, seed: int = 0) -> ImageSet:
-    """Images with no zero pixel (so an erased pixel always changes), classes 0..n_classes-1, names."""
+    """Images with no black and no mid-gray pixel (so an erased pixel always changes, the default gray fill and a
+    black one alike), classes 0..n_classes-1, names."""
     rng = np.random.default_rng(seed)
     shape = (n, size, size) + ((channels,) if channels else ())
     x = rng.integers(1, 256, size=shape, dtype=np.uint8)
+    x[x == 128] = 129
     return ImageSet(x, np.zeros(n, dtype=np.int64), names=[f"s{i}" for i in range(n)],
                     classes=np.arange(n) % n_classes)
 
@@ -30,7 +32,7 @@ def _set(n: int, size: int = 12, channels: int = 0, n_classes: int = 5, seed: in
 # ---------------------------------------------------------------------------------------------- erasing
 def test_erase_squares_change_exactly_the_mask():
     ds = _set(50, size=10, channels=3)
-    out, masks = protocols.erase_squares(ds.x, 4, np.random.default_rng(0))
+    out, masks = protocols.erase_squares(ds.x, 4, np.random.default_rng(0), fill=0.0)
     assert masks.shape == (50, 10, 10) and masks.dtype == bool
     assert (masks.sum((1, 2)) == 16).all()
     changed = (out != ds.x).any(-1)  # (N, H, W): any channel differs
@@ -45,6 +47,27 @@ def test_erase_squares_change_exactly_the_mask():
     assert set(map(tuple, corners)) == {(r, c) for r in range(4) for c in range(4)}
     with pytest.raises(ValueError, match="1..10"):
         protocols.erase_squares(ds.x, 11, np.random.default_rng(0))
+
+
+def test_erase_fill_is_the_papers_gray_by_default_and_configurable():
+    """VI-A: "the anomalous regions (the gray squares)": mid-gray, 0.5 of the range (128 of uint8) by default."""
+    x = np.zeros((20, 8, 8), dtype=np.uint8)  # MNIST-like black background: a black square would change nothing
+    out, masks = protocols.erase_squares(x, 4, np.random.default_rng(0))
+    assert (out[masks] == 128).all() and (out[~masks] == 0).all()
+    out, _ = protocols.erase_squares(x, 4, np.random.default_rng(0), fill=1.0)
+    assert out.max() == 255
+    xf = np.zeros((3, 8, 8, 3), dtype=np.float32)
+    out, masks = protocols.erase_squares(xf, 2, np.random.default_rng(0), fill=0.25)
+    assert np.allclose(out[masks], 0.25)
+    with pytest.raises(ValueError, match="fraction"):
+        protocols.erase_squares(x, 4, np.random.default_rng(0), fill=128)
+    gray, black = load_spec("erase:digits,k=2"), load_spec("erase:digits,k=2,fill=0")
+    assert gray.test.x.max() > 0 and "fill=0.5" in gray.name and "fill=0.0" in black.name
+    anomalies = gray.test.y == 1
+    assert (gray.test.x[anomalies][gray.test.masks[anomalies]] == 128).all()
+    assert (black.test.x[black.test.y == 1][black.test.masks[black.test.y == 1]] == 0).all()
+    with pytest.raises(ValueError, match="fill"):
+        load_spec("erase:digits,fill=gray")
 
 
 def test_erase_protocol_counts_and_masks():

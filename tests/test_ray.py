@@ -51,5 +51,6 @@ def test_bench_ray_cli_errors(tmp_path, monkeypatch, capsys):
     assert main(["bench", "speed", "--out", out, "--ray", "local"]) == 2
     assert "without --ray" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
-    assert main(["bench", "digits", "--out", out, "--ray", "local", "--detectors", "gmm", "--classes", "0"]) == 2
+    assert main(["bench", "digits", "--out", out, "--ray", "local", "--detectors", "gmm", "--classes", "0",
+                 "--allow-dirty"]) == 2
     assert "pip install 'anogen[distributed]'" in capsys.readouterr().err

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import resource
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -33,6 +32,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "peers"
 SHARED_DATA = os.environ.get("ANOGEN_DATA", str(REPO.parent / "shared" / "data"))
+data_root = SHARED_DATA
+"""the data root of this run (the scripts' ``--data-root``); records write it as ``DATA``"""
 CONTAMINATION = 0.01
 """anogen's default: the threshold leaves this share of normal validation scores above it"""
 TIMING_IMAGES = 256
@@ -41,6 +42,13 @@ TIMING_IMAGES = 256
 
 def mtd_spec(root: str = SHARED_DATA) -> str:
     return f"mtd:{root}/mtd,splits={root}/mtd_splits.json"
+
+
+def shown(spec: str) -> str:
+    """The spec as a record writes it: the data root as ``DATA`` (as ``anogen.bench`` does), no machine path."""
+    from anogen.bench import relative_spec
+
+    return relative_spec(spec, data_root)
 
 
 def peer_versions() -> dict[str, str | None]:
@@ -59,7 +67,6 @@ def provenance() -> dict[str, Any]:
 
     p = _prov()
     p["versions"].update({k: v for k, v in peer_versions().items() if v})
-    p["python_executable"] = sys.executable
     return p
 
 
@@ -144,9 +151,9 @@ def record(*, suite: str, detector: str, peer: str, spec: str, normal: Any, seed
     from anogen.bench import MAX_STORED_SCORES, SCHEMA
 
     rec = {
-        "schema": SCHEMA, "run_id": run_key(suite, detector, spec, seed, variant, "cpu", config),
+        "schema": SCHEMA, "run_id": run_key(suite, detector, shown(spec), seed, variant, "cpu", config),
         "suite": suite, "detector": detector, "peer": peer, "peer_version": peer_versions().get(peer),
-        "data": spec, "normal": normal, "seed": seed, "variant": variant, "scale": "cpu",
+        "data": shown(spec), "normal": normal, "seed": seed, "variant": variant, "scale": "cpu",
         "overrides": config, "max_train": None, "max_test": None,
         "started": started, **prov,
         "metrics": metrics, "fit_seconds": fit_seconds, "val_auroc": val_auroc_, "best_epoch": best_epoch,

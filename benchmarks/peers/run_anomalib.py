@@ -153,13 +153,14 @@ def run_accuracy(suite: str, spec: str, normal: Any, seed: int, size: int, epoch
                  prov: dict[str, Any]) -> None:
     variant = f"{size}px"
     config = config_of(size, epochs)
-    key = common.run_key(suite, DETECTOR, spec, seed, variant, "cpu", config)
+    key = common.run_key(suite, DETECTOR, common.shown(spec), seed, variant, "cpu", config)
     if key in common.done_ids(out):
         print(f"skip {suite} {normal} seed {seed} {variant} (recorded)", flush=True)
         return
     started, t0 = common.now(), time.perf_counter()
     base = {"schema": 1, "run_id": key, "suite": suite, "detector": DETECTOR, "peer": "anomalib",
-            "peer_version": common.peer_versions()["anomalib"], "data": spec, "normal": normal, "seed": seed,
+            "peer_version": common.peer_versions()["anomalib"], "data": common.shown(spec),
+            "normal": normal, "seed": seed,
             "variant": variant, "scale": "cpu", "overrides": config, "started": started, **prov}
     try:
         split = common.load(spec, seed)
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (anogen's CPU records use 1)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    common.data_root = a.data_root
     torch.set_num_threads(a.threads)
     _quiet()
     prov = common.provenance()

@@ -96,13 +96,14 @@ def run(name: str, suite: str, spec: str, normal: Any, seed: int, size: int, out
         prov: dict[str, Any]) -> None:
     detector, variant = f"pyod_{name}", f"{size}px"
     config = _config(make(name, seed), size)
-    key = common.run_key(suite, detector, spec, seed, variant, "cpu", config)
+    key = common.run_key(suite, detector, common.shown(spec), seed, variant, "cpu", config)
     if key in common.done_ids(out):
         print(f"skip {detector} {suite} {normal} seed {seed} (recorded)", flush=True)
         return
     started, t0 = common.now(), time.perf_counter()
     base = {"schema": 1, "run_id": key, "suite": suite, "detector": detector, "peer": "pyod",
-            "peer_version": common.peer_versions()["pyod"], "data": spec, "normal": normal, "seed": seed,
+            "peer_version": common.peer_versions()["pyod"], "data": common.shown(spec),
+            "normal": normal, "seed": seed,
             "variant": variant, "scale": "cpu", "overrides": config, "started": started, **prov}
     try:
         split = common.load(spec, seed)
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (anogen's CPU records use 1)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    common.data_root = a.data_root
     torch.set_num_threads(a.threads)
     warnings.filterwarnings("ignore")
     prov = common.provenance()

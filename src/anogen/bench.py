@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -55,6 +56,8 @@ class Suite:
     """overrides on top of each detector's CPU preset at ``--scale cpu``"""
     paper: dict[str, Any] = field(default_factory=dict)
     """overrides on top of the paper defaults at ``--scale paper``"""
+    paper_detector: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """per-detector overrides at ``--scale paper`` on top of ``paper`` (e.g. the paper's toy GMM settings)"""
     max_train: int | None = 1000
     """cap on training images at ``--scale cpu`` (None: all)"""
     max_test: int | None = 2000
@@ -81,6 +84,20 @@ CE_BIGAN_VARIANTS = {f"{d}{'+cons' if c else ''}": {"discriminator": d, "consist
 
 FIG5 = ["ae", "anogan", "bigan", "ce_bigan", "alad", "f_anogan"]
 """The detectors of the consistency paper's Fig. 5 (AnoGAN, EGBAD = bigan, CE-BiGAN variants, plus ALAD, f-AnoGAN)."""
+
+
+LAMP_SGD = {"lr": 0.03, "momentum": 0.9}
+"""The LAMP grid's SGD setting (the paper tunes learning rates and gives none): momentum 0.9 and the learning rate with
+the best validation AUROC of ``benchmarks/lamp_sgd_sweep.py`` (records ``benchmarks/results/lamp-sgd-sweep.jsonl``:
+lr 1e-3 / 1e-2 / 3e-2 / 1e-1 -> mean val AUROC 0.943 / 0.973 / 0.980 / 0.972 over L2 plain and LAMP). At lr 1e-3
+without momentum the SGD cells did not train (test AUROC 0.39-0.48)."""
+
+PAPER_TOY_GMM = {"pca_components": 0, "n_components": 2}
+"""The unregularized-score paper's toy GMM (V-C): on the raw pixels (no PCA), N_z = 2 hidden classes."""
+
+AE_LAMP_VARIANTS = {"lamp": {"lamp": True}, "plain": {"lamp": False}}
+"""The erase suites' AE rows: anogen's default (LAMP-amplified L2) and the unregularized-score paper's AE baseline
+(plain MSE)."""
 
 
 PRECISION_VARIANTS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16", "channels_last": True}}
@@ -113,7 +130,7 @@ def _suites() -> dict[str, Suite]:
               description="MTD at higher resolution than the mtd suite's 32 px (ALGAN 64 px; VAE on 32 px patches "
                           "of 128 px images, the unregularized-score paper's patch scheme)"),
         Suite("coil", "all", ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1],
-              cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 128},
+              cpu={"channels": 3, "image_size": 32}, paper={"channels": 3, "image_size": 256},  # ALGAN IV-B5
               max_train=None, max_test=None,
               description="COIL-100 subset (17 objects), ALGAN Table 4 protocol: 10 objects normal"),
         Suite("algan-ablation", ["algan"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"], seeds=[0, 1],
@@ -133,7 +150,8 @@ def _suites() -> dict[str, Suite]:
               max_train=None, max_test=None, description="ALGAN Tables 8-11 (sigma, alpha x xi, n_z, n_dis) on MTD"),
         Suite("lamp", ["ae"], ["mnist:{mnist},normal={normal}"], classes=[0], seeds=[0],
               variants={f"{loss},{opt},{'lamp' if lamp else 'plain'}": {"base_loss": loss, "optimizer": opt,
-                                                                        "lamp": lamp}
+                                                                        "lamp": lamp,
+                                                                        **(LAMP_SGD if opt == "sgd" else {})}
                         for loss in ("l2", "l1", "ssim") for opt in ("sgd", "rmsprop", "adam")
                         for lamp in (False, True)},
               cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=500, max_test=500,
@@ -143,15 +161,20 @@ def _suites() -> dict[str, Suite]:
               cpu=gray, paper={"channels": 1, "image_size": 32, "batch_size": 16}, max_train=500, max_test=500,
               description="LAMP Table 1 protocol: AE with L2 vs LAMP-amplified L2, MNIST one-class"),
         Suite("erase", ["vae", "gmm", "ae", "iforest"],
-              ["erase:mnist:{mnist},k=4", "erase:fashion:{fashion},k=4"], seeds=[0, 1],
+              ["erase:mnist:{mnist},k=4,fill=0.5", "erase:fashion:{fashion},k=4,fill=0.5"], seeds=[0, 1],
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo", "kl", "lognorm")},
-                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")}},
-              cpu=gray, paper={"channels": 1, "image_size": 32}, max_train=2000, max_test=2000,
-              description="unregularized-score toy protocol: 4x4 regions erased, 1 % contaminated training set"),
-        Suite("erase32", ["vae", "gmm", "ae"], ["erase:fashion:{fashion},k=4"], seeds=[0, 1],
+                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
+                                 "ae": AE_LAMP_VARIANTS},
+              cpu=gray, paper={"channels": 1, "image_size": 32}, paper_detector={"gmm": PAPER_TOY_GMM},
+              max_train=2000, max_test=2000,
+              description="unregularized-score toy protocol: 4x4 regions erased to gray (VI-A; records before issue 16 "
+                          "erased to black, their spec has no fill=), 1 % contaminated training set"),
+        Suite("erase32", ["vae", "gmm", "ae"], ["erase:fashion:{fashion},k=4,fill=0.5"], seeds=[0, 1],
               detector_variants={"vae": {s: {"score": s} for s in ("unregularized", "elbo")},
-                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")}},
-              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
+                                 "gmm": {s: {"score": s} for s in ("unregularized", "nll")},
+                                 "ae": AE_LAMP_VARIANTS},
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32},
+              paper_detector={"gmm": PAPER_TOY_GMM}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
         Suite("precision-mtd", ["algan", "ganomaly", "ae", "vae"], ["mtd:{root}/mtd,splits={root}/mtd_splits.json"],
@@ -189,17 +212,40 @@ class Run:
     scale: str
     max_train: int | None
     max_test: int | None
+    data: str = ""
+    """the data spec as recorded: the data root written as ``DATA`` (``spec`` holds the real path), so records and
+    run ids carry no path of the machine that made them"""
 
     @property
     def key(self) -> str:
-        payload = json.dumps([self.suite, self.detector, self.spec, self.seed, self.variant, self.scale,
+        payload = json.dumps([self.suite, self.detector, self.data or self.spec, self.seed, self.variant, self.scale,
                               _jsonable(self.overrides), self.max_train, self.max_test], sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
+DEFAULT_DATA_ROOT = "../shared/data"
+DATA = "DATA"
+"""how a record writes the data root in its data spec (``mtd:DATA/mtd,...``): records name no machine's folders"""
+
+
 def _paths(data_root: str | None, mnist: str | None, fashion: str | None) -> dict[str, str]:
-    return {"root": data_root or "../shared/data", "mnist": mnist or "pkg",
+    return {"root": data_root or DEFAULT_DATA_ROOT, "mnist": mnist or "pkg",
             "fashion": fashion or "/usr/share/datasets/fashion-mnist"}
+
+
+def relative_spec(spec: str, data_root: str | Path) -> str:
+    """``spec`` with the data root (as given, and as an absolute path) written as ``DATA``."""
+    roots = {str(data_root).rstrip("/"), str(Path(data_root).resolve())}
+    for root in sorted(roots, key=len, reverse=True):
+        spec = re.sub(rf"(?<=[:=,]){re.escape(root)}(?=/|,|$)", DATA, spec)
+    return spec
+
+
+def resolve_spec(spec: str, data_root: str | Path | None = None) -> str:
+    """The inverse of :func:`relative_spec`: ``DATA`` in a recorded spec becomes ``data_root`` (default
+    ``../shared/data``), so a record's data can be loaded on the machine that reads it."""
+    root = str(data_root or DEFAULT_DATA_ROOT).rstrip("/")
+    return re.sub(rf"(?<=[:=,]){DATA}(?=/|,|$)", lambda _: root, spec)
 
 
 def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = None, data_root: str | None = None,
@@ -227,9 +273,12 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
         fields = set(get(name).field_names())
         base = dict(_presets(get(name)).get("cpu", {})) if scale == "cpu" else {}
         base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items() if k in fields})
+        if scale == "paper":
+            base.update(suite.paper_detector.get(name, {}))
         for template in suite.datasets:
             for normal in classes or suite.classes:
                 spec = template.format(normal=normal, **paths)
+                shown = template.format(normal=normal, **{**paths, "root": DATA})
                 for seed in seeds or suite.seeds:
                     for vname, vover in chosen.items():
                         if not set(vover) <= fields:
@@ -238,7 +287,7 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
                         ov = {**base, **own, **vover, **(extra or {}), "seed": seed, "verbose": False}
                         runs.append(Run(suite.name, name, spec, normal, seed, vname, ov, scale,
                                         suite.max_train if scale == "cpu" else None,
-                                        suite.max_test if scale == "cpu" else None))
+                                        suite.max_test if scale == "cpu" else None, data=shown))
     return runs
 
 
@@ -340,6 +389,17 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def require_clean(allow_dirty: bool = False) -> dict[str, Any]:
+    """:func:`provenance`, raising when the working tree has uncommitted changes to tracked files (a record's commit
+    would not hold the code that ran) unless ``allow_dirty``."""
+    prov = provenance()
+    if prov["git_dirty"] and not allow_dirty:
+        raise RuntimeError("the working tree has uncommitted changes, so records would not say which code ran: "
+                           "commit first (benchmarks run from a clean commit), or pass --allow-dirty (the report "
+                           "marks such records with †)")
+    return prov
+
+
 # ---------------------------------------------------------------------------------------------------- suite runner
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """All records of a JSONL file (a torn last line, from a killed run, is skipped)."""
@@ -413,7 +473,8 @@ if __name__ == "__main__":  # pragma: no cover
 def _record_head(run: Run, prov: dict[str, Any]) -> dict[str, Any]:
     """The fields of a record that describe the run and where it ran (as :func:`run_suite` writes them)."""
     return {
-        "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector, "data": run.spec,
+        "schema": SCHEMA, "run_id": run.key, "suite": run.suite, "detector": run.detector,
+        "data": run.data or run.spec,
         "normal": run.normal, "seed": run.seed, "variant": run.variant, "scale": run.scale,
         "overrides": run.overrides, "max_train": run.max_train, "max_test": run.max_test,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **prov,

@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-models", metavar="DIR", help="save each fitted model as DIR/<run id>.anogen (for the "
                                                         "report's sample / reconstruction / heat-map figures)")
     s.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    s.add_argument("--allow-dirty", action="store_true", help="run although the working tree has uncommitted "
+                                                             "changes (records say git_dirty; the report marks them)")
     s.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run the grid as Ray tasks (extra: pip install 'anogen[distributed]'): local (a local instance "
                         "for this run), auto (the cluster `ray start` joined here) or ray://HOST:PORT")
@@ -186,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter)
     s.add_argument("records", nargs="+", metavar="RECORDS.jsonl", help="records files written by anogen bench")
     s.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (index.html, results.md, fig/)")
+    s.add_argument("--data-root", metavar="DIR", help="where the records' DATA lies, for figures that load test images "
+                                                       "(default ../shared/data)")
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("info", help="a saved model's config, threshold, statistics, version (JSON)",

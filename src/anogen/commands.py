@@ -237,6 +237,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         extra["device"] = args.device
     if args.suite == "speed" and args.ray:
         raise UserError("the speed suite measures this machine; run it without --ray")
+    if not args.dry_run:
+        try:
+            bench.require_clean(args.allow_dirty)
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
     if args.suite == "speed":
         from anogen import speed
 
@@ -269,6 +274,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from anogen import report
 
-    page = report.build(args.records, args.out)
+    page = report.build(args.records, args.out, data_root=args.data_root)
     _console().print(f"report: {page} and {Path(args.out) / 'results.md'}")
     return 0

@@ -12,9 +12,18 @@
   lambda L_D), :func:`gradient_penalty` (WGAN-GP).
 
 Deviations / choices for the tricks (section 4.2.1 names them without constants; Tables 51-55 are empty):
-- IN: Gaussian noise N(0, s_e^2) added to every input D sees during training (real and generated alike), with
-  s_e = ``input_noise`` * (1 - e / epochs) at 0-based epoch e: a linear decay to 0 over training ("noise with a
-  decay over time"). The scale is in normalised input units ([-1, 1] for tanh images). ``TRICKS["IN"]`` uses 0.1.
+- IN, one rule for every GAN (thesis: "noise with a decay over time"; the scale is in normalised input units, [-1, 1]
+  for tanh images; ``TRICKS["IN"]`` uses 0.1):
+  1. where: Gaussian noise N(0, s^2) is added to every input of every discriminator in that discriminator's own
+     update step -- images and latents, real and generated alike. The generator / encoder steps evaluate D on clean
+     inputs (the tricks regularise D only, as SL and LF, which touch D's targets only).
+  2. pairs: an input that a D call takes twice (D_xx's real pair (x, x), D_zz's (z, z)) is noised once and the same
+     noisy copy fills both places, so a real pair stays a pair of equal inputs; the fake pair's first half is that
+     same copy, its second half (the reconstruction) its own draw.
+  3. decay: s = ``input_noise`` * (1 - (e - e0) / n) at 0-based epoch e, linear to 0 over the n epochs from e0 in
+     which the noised discriminator trains (:meth:`GANTricks.noise_epochs`): the whole fit for a one-stage GAN,
+     f-AnoGAN's GAN stage (its critic stops after it), each stage of the EBGAN family (D in the GAN stage, D_xx /
+     D_zz in the encoder stages).
 - SL: real targets drawn from U(1 - w, 1) and fake targets from U(0, w) per sample, w = ``soft_label_width`` = 0.3
   (the ranges of the "GAN hacks" list that [48]'s label smoothing led to, clipped to [0, 1] so a BCE target stays a
   probability).
@@ -146,8 +155,9 @@ def flip_targets(t: Tensor, p: float) -> Tensor:
 class GANTricks:
     """Mixin of every GAN detector: the IN / SL / LF fields (thesis 4.2.1) and the helpers that apply them.
 
-    A GAN's ``train_step`` passes every input of its discriminator(s) through :meth:`d_input` and takes every
-    discriminator target from :meth:`d_targets` (or uses :meth:`d_loss`); the generator side never sees the tricks.
+    A GAN's ``train_step`` passes every input of its discriminator(s) in the discriminator's update through
+    :meth:`d_input` (the IN rule in the module docstring) and takes every discriminator target from :meth:`d_targets`
+    (or uses :meth:`d_loss`); the generator side never sees the tricks.
     """
 
     input_noise: float = 0.0
@@ -175,11 +185,16 @@ class GANTricks:
         on = [("IN", self.input_noise > 0), ("SL", self.soft_labels), ("LF", self.label_flip > 0)]
         return tuple(n for n, v in on if v)
 
+    def noise_epochs(self) -> tuple[int, int]:
+        """(first epoch, number of epochs) of the stage whose discriminator trains now: IN decays to 0 over it (rule 3
+        above). One stage by default: the whole fit."""
+        return 0, max(int(getattr(self, "epochs", 1)), 1)
+
     def input_noise_std(self) -> float:
-        """IN scale at the current epoch: input_noise * (1 - epoch / epochs)."""
+        """IN scale at the current epoch: input_noise * (1 - (epoch - e0) / n) over :meth:`noise_epochs`."""
         epoch = getattr(self, "epoch_", 0)
-        epochs = max(int(getattr(self, "epochs", 1)), 1)
-        return self.input_noise * max(0.0, 1.0 - epoch / epochs)
+        start, n = self.noise_epochs()
+        return self.input_noise * max(0.0, 1.0 - (epoch - start) / max(n, 1))
 
     def d_input(self, x: Tensor) -> Tensor:
         """What D sees of ``x`` (real or generated) during training: x plus the decaying IN noise."""

@@ -8,6 +8,8 @@ Layer count follows DCGAN: stride-2 4x4 convolutions halve the side down to 4x4,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +38,12 @@ def _wrap(layer: nn.Module, norm: str) -> nn.Module:
 class ConvEncoder(nn.Module):
     """(B, C, S, S) -> (B, out_features): DCGAN discriminator / encoder body plus a 4x4 valid-conv head.
 
-    ``features(x)`` gives the last 4x4 feature map (B, W, 4, 4), used for feature matching.
+    ``features(x)`` gives the last 4x4 feature map (B, W, 4, 4), used for feature matching. ``first_norm``: BatchNorm
+    on the first conv too (DCGAN has none there; the thesis' AnoGAN table has one).
     """
 
     def __init__(self, image_size: int, in_channels: int, out_features: int, *, width: int = 64,
-                 max_width: int = 512, norm: str = "batch", slope: float = 0.2) -> None:
+                 max_width: int = 512, norm: str = "batch", slope: float = 0.2, first_norm: bool = False) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -48,8 +51,9 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for i, w in enumerate(widths):
-            layers.append(_wrap(nn.Conv2d(c, w, 4, 2, 1, bias=norm != "batch" or i == 0), norm))
-            if norm == "batch" and i > 0:  # DCGAN: no BatchNorm on the first layer
+            bn = norm == "batch" and (i > 0 or first_norm)  # DCGAN: no BatchNorm on the first layer
+            layers.append(_wrap(nn.Conv2d(c, w, 4, 2, 1, bias=not bn), norm))
+            if bn:
                 layers.append(nn.BatchNorm2d(w))
             layers.append(nn.LeakyReLU(slope, inplace=True))
             c = w
@@ -125,15 +129,36 @@ def dcgan_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The EMA decay after ``updates`` updates: min(decay, (1 + n) / (10 + n)), TensorFlow's ``num_updates`` warm-up
+    (``tf.train.ExponentialMovingAverage``), so that a short run's average is not mostly the initial weights (with a
+    fixed 0.999 and n updates the initialisation keeps 0.999^n of the average: 70 % after 350)."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 @torch.no_grad()
 def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
     """Exponential moving average of weights: average <- decay * average + (1 - decay) * current.
 
     Parameters are averaged; buffers (BatchNorm running statistics, spectral-norm vectors) are copied. Used for scoring
     by the methods whose reference code keeps an EMA of every network (ALAD, EGBAD, the thesis' EBGAN family; decay
-    0.999 there).
+    0.999 there, with the warm-up of :func:`ema_decay_at`).
     """
     for a, c in zip(average.parameters(), current.parameters()):
         a.lerp_(c, 1.0 - decay)
     for a, c in zip(average.buffers(), current.buffers()):
         a.copy_(c)
+
+
+@contextmanager
+def running_stats_frozen(net: nn.Module) -> Iterator[None]:
+    """Forward passes in training mode (batch statistics) that leave BatchNorm's running statistics as they are."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0  # running <- (1 - 0) running + 0 batch
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom

@@ -41,11 +41,24 @@ PAPER_VARIANTS: dict[tuple[str, str, str], tuple[float, str]] = {
 }
 
 
+SCRIPT_SUITES = {"lamp-sgd-sweep": "benchmarks/lamp_sgd_sweep.py: the LAMP grid's SGD learning rate (momentum 0.9), "
+                                   "chosen on validation AUROC only; the lamp suite's SGD cells use the choice"}
+"""Descriptions of record sets made by scripts in ``benchmarks/`` rather than by a suite of :mod:`anogen.bench`."""
+
 EXTRA_METRICS: dict[str, list[str]] = {"tricks": ["precision", "recall", "f1"]}
 """Suites whose papers report more than AUROC (thesis Tables 51-55: AUROC, precision, recall, F1)."""
 
 METRIC_NAMES = {"precision": "Precision at the calibrated threshold", "recall": "Recall at the calibrated threshold",
                 "f1": "F1 at the calibrated threshold", "best_f1": "Best F1 over thresholds"}
+
+
+DIRTY_MARK = " †"
+DIRTY_NOTE = ("† from a working tree with uncommitted changes (the record's `git_dirty`): its commit does not hold "
+              "exactly the code that ran.")
+
+
+def _dirty(recs: Iterable[dict[str, Any]]) -> bool:
+    return any(r.get("git_dirty") for r in recs)
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -74,6 +87,37 @@ def _settings(r: dict[str, Any]) -> str:
     return ", ".join(b for b in bits if b)
 
 
+def selection(r: dict[str, Any]) -> str:
+    """How a record's run chose the state it scored with, and among how many: anogen's detectors validate every
+    ``val_every`` epochs and at the last (the best validation AUROC wins), anomalib's every epoch, PyOD's never."""
+    from anogen._registry import get
+
+    c = r.get("config") or {}
+    checks = sum(1 for h in r.get("history") or [] if "val_auroc" in h)
+    epochs = c.get("epochs")
+    if r.get("peer"):
+        how = str(c.get("selection") or "not stated")
+        return how if not checks else f"{how}: {checks} of {epochs} epochs checked"
+    try:
+        iterative = get(r["detector"]).iterative
+    except KeyError:
+        iterative = True
+    if not iterative:
+        return "none (one fit, no epochs)"
+    if not checks:
+        return "none (no validation set)"
+    return f"every {c.get('val_every')} epochs and the last: {checks} of {epochs} epochs checked"
+
+
+def selection_note(records: list[dict[str, Any]]) -> str:
+    """One line per suite: which detector selects its epoch on validation AUROC how often."""
+    by: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        by[selection(r)].add(r["detector"])
+    return "Epoch selection on validation AUROC: " + "; ".join(
+        f"{', '.join(sorted(d))}: {how}" for how, d in sorted(by.items(), key=lambda kv: sorted(kv[1]))) + "."
+
+
 def _source(r: dict[str, Any]) -> str:
     """The data source of a record without path and options: "mtd", "erase:mnist", "digits"."""
     head = r["data"].split(",")[0]
@@ -96,6 +140,7 @@ def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[l
         row = (r["detector"], "" if by_variant_cols else r["variant"])
         col = r["variant"] if by_variant_cols else colkey(r)
         cells[row][col].append(r["metrics"][metric])
+        extra[row]["dirty"].append(float(bool(r.get("git_dirty"))))
         extra[row]["fit"].append(r["fit_seconds"])
         extra[row]["ms"].append(r["metrics"].get("score_ms_per_image", np.nan))
         extra[row]["settings"] = [_settings(r)]  # type: ignore[list-item]
@@ -109,7 +154,8 @@ def suite_table(records: list[dict[str, Any]], metric: str = "auroc") -> tuple[l
     head += ["paper", "fit s", "ms / image", "settings"]
     rows = []
     for (det, var) in sorted(cells):
-        row = [det] + ([] if by_variant_cols or len(variants) == 1 else [var])
+        row = [det + (DIRTY_MARK if any(extra[(det, var)]["dirty"]) else "")]
+        row += [] if by_variant_cols or len(variants) == 1 else [var]
         means = []
         for c in (show_cols or ["None"]):
             v = cells[(det, var)].get(c, [])
@@ -241,41 +287,60 @@ def speed_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     return head, rows
 
 
-def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6) -> list[tuple[str, Path]]:
+def _model_captions(name: str) -> dict[str, str]:
+    """The caption of each figure kind :func:`model_figures` draws for the model called ``name``."""
+    return {
+        "samples": f"{name}: generated samples from N(0, I) latents (top) and from N(0, sigma^2 I) latents "
+                   "(bottom), ALGAN Fig. 1 style.",
+        "recon": f"{name}: test inputs (top; 5 normal, then 5 anomalous) and their reconstructions.",
+        "heatmap": f"{name}: anomaly maps of the six highest-scoring test images, ground truth in cyan.",
+        "parts": f"{name}: the negative ELBO's parts per test class, unregularized-score paper Fig. 5 style.",
+    }
+
+
+def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int = 6,
+                  data_root: str | Path | None = None) -> list[tuple[str, Path]]:
     """Figures that need a saved model (``anogen bench --save-models``): generated samples (ALGAN Fig. 1),
     reconstructions, anomaly heat maps over test images with their ground-truth masks, and the VAE's score parts
-    per class (unregularized-score paper Fig. 5). Loads models and the records' data specs; scores, never trains."""
+    per class (unregularized-score paper Fig. 5). Loads models and the records' data specs (``DATA`` = ``data_root``);
+    scores, never trains. Where a record's model is not on this machine, the figures an earlier report drew for it
+    (same file names in ``fig_dir``) are kept."""
     import torch
 
     import anogen
     from anogen import plots
+    from anogen.bench import resolve_spec
     from anogen.data.io import read_image
     from anogen.data.spec import load_spec
 
     out: list[tuple[str, Path]] = []
     suite = records[0]["suite"]
     seen: set[str] = set()
-    with_models = [r for r in records if r.get("model_file") and Path(r["model_file"]).is_file()]
+    with_models = [r for r in records if r.get("model_file")]
     for r in sorted(with_models, key=lambda r: (r["seed"], str(r.get("normal")))):
         tag = f"{r['detector']}-{r['variant']}"
         if tag in seen or len(seen) >= max_models * 3:
             continue
         seen.add(tag)
+        base = f"{_slug(suite)}-{_slug(tag)}"
+        name = f"{r['detector']} ({r['variant']})" if r["variant"] != "default" else r["detector"]
+        captions = _model_captions(name)
+        if not Path(r["model_file"]).is_file():
+            out += [(c, fig_dir / f"{base}-{k}.png") for k, c in captions.items()
+                    if (fig_dir / f"{base}-{k}.png").is_file()]
+            continue
         try:
             det = anogen.load(r["model_file"])
             if det.input_kind_ != "image":
                 continue
-            test = load_spec(r["data"], seed=r["seed"]).test
+            test = load_spec(resolve_spec(r["data"], data_root), seed=r["seed"]).test
         except Exception:  # data not on this machine, or an old model: skip the figure, keep the report
             continue
-        base = f"{_slug(suite)}-{_slug(tag)}"
-        name = f"{r['detector']} ({r['variant']})" if r["variant"] != "default" else r["detector"]
         if callable(getattr(det, "generate", None)):
             p = fig_dir / f"{base}-samples.png"
             plots.sample_grid(det.generate(10, seed=0), det.generate(10, anomalous=True, seed=0), p,
                               title=f"{name}: fakes from normal vs anomalous latents")
-            out.append((f"{name}: generated samples from N(0, I) latents (top) and from N(0, sigma^2 I) latents "
-                        "(bottom), ALGAN Fig. 1 style.", p))
+            out.append((captions["samples"], p))
         pick = np.concatenate([np.flatnonzero(test.y == 0)[:5], np.flatnonzero(test.y == 1)[:5]])
         sub = test.subset(pick)
         if callable(getattr(det, "reconstruct", None)) and det.patch_size == 0:
@@ -288,7 +353,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             plots.sample_grid(to01(x).clamp(0, 1).cpu(), to01(rec).clamp(0, 1).cpu(), p,
                               row_labels=("input", "reconstruction"),
                               title=f"{name}: 5 normal then 5 anomalous test images")
-            out.append((f"{name}: test inputs (top; 5 normal, then 5 anomalous) and their reconstructions.", p))
+            out.append((captions["recon"], p))
         if test.masks is not None and det.has_anomaly_maps():
             scores = det.decision_function(test.x)
             order = np.argsort(-scores)[:6]
@@ -298,7 +363,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             p = fig_dir / f"{base}-heatmap.png"
             plots.anomaly_heatmap(det.preprocess.denormalize(det.preprocess(hs.x)).numpy(), det.anomaly_maps(hs.x),
                                   masks, p, scores=scores[order].tolist(), title=f"{name}: most anomalous test images")
-            out.append((f"{name}: anomaly maps of the six highest-scoring test images, ground truth in cyan.", p))
+            out.append((captions["heatmap"], p))
         if callable(getattr(det, "score_parts", None)) and test.classes is not None:
             parts = det.score_parts(test.x)
             groups = {k: {str(c): parts[k][test.classes == c] for c in np.unique(test.classes)}
@@ -306,8 +371,7 @@ def model_figures(records: list[dict[str, Any]], fig_dir: Path, max_models: int 
             p = fig_dir / f"{base}-parts.png"
             plots.box_by_class(groups, p, title=f"{name}: VAE score parts by class (D = KL, A = log-norm, "
                                                 "M = unregularized)")
-            out.append((f"{name}: the negative ELBO's parts per test class, unregularized-score paper Fig. 5 style.",
-                        p))
+            out.append((captions["parts"], p))
     return out
 
 
@@ -324,8 +388,10 @@ figure img{width:100%;border:1px solid #eee} figcaption{font-size:0.82em;color:#
 """
 
 
-def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
-    """Write ``index.html``, ``results.md`` and the figures for every suite in the records; returns the page."""
+def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: str | Path | None = None) -> Path:
+    """Write ``index.html``, ``results.md`` and the figures for every suite in the records; returns the page.
+    ``data_root``: where the records' ``DATA`` lies, for the figures that load test images (default
+    ``../shared/data``)."""
     out_dir = Path(out_dir)
     fig_dir = out_dir / "fig"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -353,7 +419,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
             f'<p class="meta">{len(records)} runs from {len(by_suite)} suites; generated from records by '
             '<code>anogen report</code>. Green: best in its column; orange: below chance.</p>']
     for suite, recs in sorted(by_suite.items()):
-        desc = SUITES[suite].description if suite in SUITES else ""
+        desc = SUITES[suite].description if suite in SUITES else SCRIPT_SUITES.get(suite, "")
         commits = sorted({(r.get("git_commit") or "?")[:8] for r in recs})
         machines = sorted({f"{r['machine'].get('processor')} x{r['machine'].get('cpu_count')}"
                            + (f" + {r['machine']['gpu']}" if r["machine"].get("gpu") else "") for r in recs})
@@ -366,10 +432,16 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
                         and any(r["detector"] == d for r in recs)}
                        | {f"{v[0]:.3f}: {v[1]}" for (s, d, _), v in PAPER_VARIANTS.items() if s == suite})
         md += [f"## {suite}", "", desc, "", f"_{meta}_", "", markdown(head, rows), ""]
+        md += [selection_note(recs), ""]
+        if _dirty(recs):
+            md += [DIRTY_NOTE, ""]
         if notes:
             md += ["Paper numbers: " + "; ".join(notes) + ". Our runs use the settings column.", ""]
         body.append(f'<h2 id="{_slug(suite)}">{html.escape(suite)}</h2><p>{html.escape(desc)}</p>'
                     f'<p class="meta">{html.escape(meta)}</p>' + _html_table(head, rows))
+        body.append(f'<p class="meta">{html.escape(selection_note(recs))}</p>')
+        if _dirty(recs):
+            body.append(f'<p class="meta">{html.escape(DIRTY_NOTE.replace("`", ""))}</p>')
         for metric in EXTRA_METRICS.get(suite, []):
             h2, r2 = suite_table(recs, metric)
             h2 = [c for c in h2 if c not in ("paper", "fit s", "ms / image", "settings")]
@@ -380,7 +452,7 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
         if notes:
             body.append('<p class="note">Paper numbers: ' + html.escape("; ".join(notes))
                         + ". Our runs use the settings in the last column.</p>")
-        figs = suite_figures(recs, fig_dir) + model_figures(recs, fig_dir)
+        figs = suite_figures(recs, fig_dir) + model_figures(recs, fig_dir, data_root=data_root)
         if figs:
             body.append('<div class="figs">' + "".join(
                 f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
@@ -412,6 +484,12 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path) -> Path:
     return page
 
 
+def latest_records(record_files: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """The successful records of ``record_files``, the last one per run across the files (a later file's record of
+    the same run, e.g. a showcase rerun with the model saved, supersedes the earlier one: counted once)."""
+    return list(iter_ok([r for f in record_files for r in read_records(f)]))
+
+
 def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
     """``{detector: markdown}``: per detector, one row per suite x variant with mean +- std AUROC over every class and
     seed it ran, the paper's number where there is one, and the settings (for ``docs/methods/<name>.md``)."""
@@ -426,12 +504,13 @@ def method_results(records: list[dict[str, Any]]) -> dict[str, str]:
             m, s, n = _mean_std([r["metrics"]["auroc"] for r in recs])
             paper = PAPER_VARIANTS.get((suite, det, variant)) or PAPER.get((suite, det))
             classes = sorted({str(r.get("normal")) for r in recs if r.get("normal") is not None})
-            rows.append([suite, variant, _fmt(m, s, n), f"{paper[0]:.3f}" if paper else "", str(n),
-                         ",".join(classes) or "-", sorted({str(r["seed"]) for r in recs}).__str__(),
+            rows.append([suite + (DIRTY_MARK if _dirty(recs) else ""), variant, _fmt(m, s, n),
+                         f"{paper[0]:.3f}" if paper else "", str(n), ",".join(classes) or "-", sorted({str(r["seed"]) for r in recs}).__str__(),
                          _settings(recs[0])])
         head = ["suite", "variant", "AUROC (mean ± std over runs)", "paper", "runs", "normal classes", "seeds",
                 "settings"]
-        out[det] = markdown(head, rows)
+        out[det] = markdown(head, rows) + ("\n\n" + DIRTY_NOTE if any(r[0].endswith(DIRTY_MARK) for r in rows)
+                                           else "")
     return out
 
 

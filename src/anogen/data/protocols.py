@@ -306,10 +306,19 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
     return ImageSet(list(a.x) + list(b.x), np.r_[a.y, b.y], masks, names, classes)
 
 
+ERASE_FILL = 0.5
+"""the erased square's value as a fraction of the value range: mid-gray, as the unregularized-score paper's
+toy (VI-A: "the anomalous regions (the gray squares)"; Fig. 3 / 7 show gray squares)"""
+
+
 def erase_squares(
-    images: np.ndarray, k: int, rng: np.random.Generator, fill: int | float = 0
+    images: np.ndarray, k: int, rng: np.random.Generator, fill: float = ERASE_FILL
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copies of ``images`` (N, H, W[, C]) with one k x k square each set to ``fill`` in every channel.
+
+    ``fill`` is a fraction of the value range: 0 black, 0.5 mid-gray (the paper's "gray squares", the default), 1
+    white; integer images get ``round(fill * max)`` of their dtype (128 for uint8), float images ``fill`` itself
+    (values in [0, 1]).
 
     The top-left corner is uniform over the (H - k + 1) x (W - k + 1) valid positions (rows, then columns, drawn from
     ``rng``). Returns the erased copies and the masks (N, H, W), True inside each square.
@@ -325,12 +334,15 @@ def erase_squares(
     r, c = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
     masks = ((r >= top[:, None, None]) & (r < top[:, None, None] + k)
              & (c >= left[:, None, None]) & (c < left[:, None, None] + k))  # (N, H, W)
+    if not 0.0 <= fill <= 1.0:
+        raise ValueError(f"fill is a fraction of the value range in [0, 1] (0 black, 0.5 gray, 1 white), got {fill}")
+    value = (np.round(fill * np.iinfo(images.dtype).max) if np.issubdtype(images.dtype, np.integer) else fill)
     out = images.copy()
-    out[masks] = fill  # every channel of the masked pixels
+    out[masks] = value  # every channel of the masked pixels
     return out, masks
 
 
-def _with_erased_copies(ds: ImageSet, k: int, fill: int | float, rng: np.random.Generator) -> ImageSet:
+def _with_erased_copies(ds: ImageSet, k: int, fill: float, rng: np.random.Generator) -> ImageSet:
     """The normals of ``ds`` (label 0, empty masks) followed by an erased copy of each (label 1, their squares)."""
     erased, masks = erase_squares(ds.x, k, rng, fill)
     n = len(ds)
@@ -367,7 +379,7 @@ def erase_protocol(
     normal: Sequence[Any] | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
-    fill: int | float = 0,
+    fill: float = ERASE_FILL,
     seed: int = 0,
     name: str = "",
 ) -> Split:
@@ -387,10 +399,11 @@ def erase_protocol(
        the training source, so the test set is never used for model selection. ``val_fraction=0`` gives no
        validation set (the paper's use of every training image).
 
-    The square is set to ``fill`` (0 = black) in every channel, at the source's native resolution (32 x 32 for SVHN,
-    as in the paper); masks are (N, H, W) bool at that resolution (resize them to a model's maps with nearest
-    neighbours, as the CLI does). Its top-left corner is uniform over the valid positions. On dark-background sources
-    (MNIST) a black square over background pixels changes nothing; such pairs stay in the sets, labelled as drawn.
+    The square is set to ``fill`` (a fraction of the value range; default 0.5, mid-gray: the paper's "gray squares",
+    VI-A) in every channel, at the source's native resolution (32 x 32 for SVHN, as in the paper); masks are
+    (N, H, W) bool at that resolution (resize them to a model's maps with nearest neighbours, as the CLI does). Its
+    top-left corner is uniform over the valid positions. A gray square changes every pixel it covers on MNIST's
+    black background too (with ``fill=0``, a black square over background pixels changed nothing).
 
     Args:
         train: array images (N, H, W[, C]) with labels 0 (normal) and optionally ``classes``.
@@ -400,7 +413,7 @@ def erase_protocol(
         normal: the classes whose images are normal (None: all).
         val_fraction: share of the training normals for validation (0: none).
         test_fraction: share of the normals for the test set when ``test`` is None.
-        fill: the value written into the square.
+        fill: the square's value as a fraction of the value range (0 black, 0.5 gray = the paper, 1 white).
         seed: seed of ``numpy.random.default_rng``.
         name: the split's name.
     """

@@ -53,10 +53,10 @@ _SOURCES: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "cifar10": ("cifar10:PATH[,normal=0]  (PATH: cifar-10-batches-py; normal by label 0-9 or name)", True,
                 {"normal": "0"}),
     "erase": (
-        "erase:SOURCE[:PATH][,k=4,contamination=0.01,normal=all,val=0.2]  (SOURCE: digits, mnist, fashion, svhn, "
-        "cifar10)",
+        "erase:SOURCE[:PATH][,k=4,contamination=0.01,normal=all,val=0.2,fill=0.5]  (SOURCE: digits, mnist, fashion, "
+        "svhn, cifar10; fill: the square's gray level as a fraction of the range, 0.5 = the paper's gray)",
         True,
-        {"k": "4", "contamination": "0.01", "normal": "all", "val": "0.2"},
+        {"k": "4", "contamination": "0.01", "normal": "all", "val": "0.2", "fill": "0.5"},
     ),
 }
 _ERASE_SOURCES = ("digits", "mnist", "fashion", "svhn", "cifar10")
@@ -234,10 +234,11 @@ def _erase(source: str, path: str | None, opt: dict[str, Any], spec: str, seed: 
 
     try:
         k, contamination, val = int(opt["k"]), float(opt["contamination"]), float(opt["val"])
+        fill = float(opt["fill"])
     except ValueError:
-        raise _fail(spec, "k must be an integer, contamination and val numbers") from None
+        raise _fail(spec, "k must be an integer, contamination, val and fill numbers") from None
     normal = None if opt["normal"] == "all" else _classes(spec, opt["normal"], source, path)
     train, test = _arrays(source, path)
     which = "" if normal is None else f", normal={'+'.join(map(str, normal))}"
     return erase_protocol(train, test, k=k, contamination=contamination, normal=normal, val_fraction=val, seed=seed,
-                          name=f"erase({source}, k={k}, contamination={contamination}{which})")
+                          fill=fill, name=f"erase({source}, k={k}, contamination={contamination}{which}, fill={fill})")

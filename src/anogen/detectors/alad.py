@@ -60,8 +60,9 @@ Deviations / choices (the thesis is silent or differs from the code on each):
   network's weights and compute every score with it; the thesis text does not mention it. ``ema_decay`` = 0.999
   keeps averaged copies of E, G and D_xx (the nets the scores use) inside ``nets_`` (saved with the model), updated
   after every step by ``nets.ema_update`` (buffers -- BN statistics, spectral-norm vectors -- copied);
-  ``ema_decay=0`` scores with the trained nets. The average starts from the initial weights, as the reference's, so
-  short runs need a smaller decay (``PRESETS["cpu"]``).
+  ``ema_decay=0`` scores with the trained nets. The average starts from the initial weights, as the reference's,
+  with TF's ``num_updates`` warm-up decay min(0.999, (1 + n) / (10 + n)) after n steps (``nets.ema_decay_at``, as the
+  EBGAN family): with a fixed 0.999, ~350 steps (MTD at paper scale) leave 70 % of the average at the initialisation.
 - Scores (eq. 2.90), all with the EMA nets in eval mode (BN running statistics, dropout off), x' = G(E(x)):
   ``l1`` = ||x - x'||_1 and ``l2`` = ||x - x'||_2 (norms over all pixels, not squared, not means, as the reference);
   ``features`` = ||f_xx(x, x) - f_xx(x, x')||_1 (eq. 2.89); ``logits`` = -log D_xx(x, x') = softplus(-logit). The
@@ -89,7 +90,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, feature_matching
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update
+from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_decay_at, ema_update
 from anogen.params import flag, integer, one_of, positive, real, tuple_of
 
 SCORES = ("l1", "l2", "logits", "features")
@@ -297,6 +298,14 @@ class ALAD(GANTricks, Detector):
         self.opt_e_ = torch.optim.Adam(self.nets_["E"].parameters(), lr=self.lr_e, betas=self.betas)
         self.opt_g_ = torch.optim.Adam(self.nets_["G"].parameters(), lr=self.lr_g, betas=self.betas)
         self.opt_d_ = torch.optim.Adam(d_params, lr=self.lr_d, betas=self.betas)
+        self.ema_updates_ = 0
+
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the EMA update count (the warm-up decay depends on it)."""
+        return {"ema_updates": torch.tensor(self.ema_updates_)}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        self.ema_updates_ = int(state.get("ema_updates", torch.tensor(0)))
 
     # -- losses of eq. (2.88)
     def d_losses(self, logits: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
@@ -343,9 +352,11 @@ class ALAD(GANTricks, Detector):
         for D in discs:
             D.requires_grad_(True)
 
-        if self.ema_decay > 0:
+        if self.ema_decay > 0:  # warm-up decay (nets.ema_decay_at), as the EBGAN family
+            decay = ema_decay_at(self.ema_decay, self.ema_updates_)
             for n in ("E", "G", "Dxx"):
-                ema_update(self.nets_[n + "_ema"], self.nets_[n], self.ema_decay)
+                ema_update(self.nets_[n + "_ema"], self.nets_[n], decay)
+            self.ema_updates_ += 1
         return {"d": loss_d.item(), **{f"d_{k}": v.item() for k, v in parts.items()},
                 "ge_adv": adv.item(), "cycle": cycle.item()}
 

@@ -55,7 +55,7 @@ Deviations / choices (the paper is silent or ambiguous on each):
   average-pool images as two extra channels, applied here inside D's forward to real and generated inputs alike.
   Off by default because the paper uses it for MVTec AD only (MTD and COIL-100 get no such step), it is a dataset
   preprocessing listed beside per-category flips, not part of Algorithm 1, and for 1-channel images both extra
-  channels equal the image. The MVTec benchmark grid turns it on.
+  channels equal the image. Turn it on for MVTec AD; no benchmark suite here does yet.
 - Augmentations (flips, rotations per category, IV-B5) are the base ``augment`` field, off by default.
 - ALGAN-feature: G = 3 linear layers (BatchNorm + ReLU between, linear output), D = 3 spectral-norm linear layers with
   LeakyReLU(0.2); ``hidden`` = 1024 units (paper silent; between the 1280 / 2048 feature sizes and the latent size
@@ -93,7 +93,7 @@ from anogen.data.transforms import InputError, add_pool_channels
 from anogen.detector import Detector
 from anogen.features import BACKBONES, load_backbone
 from anogen.losses import GANTricks, adversarial_loss
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp
+from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp, running_stats_frozen
 from anogen.params import flag, integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 G_LOSSES = ("nonsaturating", "minimax")
@@ -344,28 +344,38 @@ class _ALGANBase(GANTricks, Detector):
         return -self.nets_["D"](self.to_model(x)).squeeze(1)  # (B,) eq. (8): minus D's logit
 
     def generate(self, n: int, anomalous: bool = False, seed: int | None = None) -> np.ndarray:
-        """``n`` fakes from G (eval mode): fake-normal from N(0, I) or fake-anomalous from N(0, sigma^2 I) (Fig. 1).
+        """``n`` fakes from G: fake-normal from N(0, I) or fake-anomalous from N(0, sigma^2 I) latents (Fig. 1).
+
+        G runs as in training, with BatchNorm over the batch (its running statistics are left as they are): those
+        mix the sigma = 4 latents of the z_d batches (line 9) with the normal z_g batches (line 19), so eval mode
+        would rescale the fakes. Fake-normal samples come from a batch of ``n`` normal latents, as the z_g batch G is
+        trained on (line 19); fake-anomalous ones from a z_d-like batch (line 3): the ``n`` anomalous latents after
+        round(n alpha / (1 - alpha)) normal ones, which are dropped. A sample depends on its batch; the same seed
+        gives the same samples.
 
         Args:
-            n: number of samples.
+            n: number of samples (>= 2: batch statistics).
             anomalous: draw the latents from N(0, sigma^2 I) instead of N(0, I).
-            seed: seed of the latents (default: the detector's ``seed``); the same seed gives the same samples.
+            seed: seed of the latents (default: the detector's ``seed``).
 
         Returns:
             For ALGAN-image, images (n, C, H, W) in [0, 1]; for ALGAN-feature, vectors (n, F) in input units.
         """
         if not hasattr(self, "nets_"):  # G exists once training has started (training logs sample from it)
             self._check_fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        if n < 2:
+            raise ValueError(f"n must be >= 2 (G's BatchNorm normalises over the generated batch), got {n}")
         gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
         z = torch.randn(n, self.latent_dim, generator=gen) * (self.sigma if anomalous else 1.0)  # (n, L)
+        if anomalous and self.alpha_eff < 1:
+            n_n = round(n * self.alpha_eff / (1 - self.alpha_eff))
+            z = torch.cat([torch.randn(n_n, self.latent_dim, generator=gen), z])  # (n_n + n, L), as z_d
         G = self.nets_["G"]
         was_training = G.training
-        G.eval()  # BatchNorm running statistics: a sample does not depend on the rest of its batch
+        G.train()
         try:
-            with torch.no_grad():
-                out = self.from_model(G(z.to(self._device())))
+            with torch.no_grad(), running_stats_frozen(G):
+                out = self.from_model(G(z.to(self._device()))[-n:])
         finally:
             G.train(was_training)
         return out.float().cpu().numpy()

@@ -20,8 +20,9 @@ extractor"). The anomaly score is L at the final z.
 
 Deviations / choices (the thesis is silent or the reference codes disagree):
 
-- Architecture (Table A1, 32 x 32 x 1 patches): D = ``nets.ConvEncoder`` with BatchNorm and LeakyReLU(0.2): 4x4
-  stride-2 convs 64, 128, 256 (exactly Table A1 at 32 px) and one logit from a 4x4 valid conv (= Table A1's dense
+- Architecture (Table A1, 32 x 32 x 1 patches): D = ``nets.ConvEncoder`` with BatchNorm on every conv (the first
+  too, ``first_norm``: Table A1 ticks BN there, unlike DCGAN) and LeakyReLU(0.2): 4x4 stride-2 convs 64, 128, 256
+  (Table A1 at 32 px) and one logit from a 4x4 valid conv (= Table A1's dense
   layer on the 4x4x256 map; the sigmoid is inside the BCE-with-logits loss). G = ``nets.ConvDecoder``: a 4x4
   transposed conv from z (Table A1: dense to 4x4x512), then 4x4 stride-2 transposed convs with BatchNorm, tanh
   output. Table A1's G is wider (512-512-256-128, then a 5x5 stride-1 conv to 1 channel) and uses LeakyReLU; the
@@ -135,7 +136,8 @@ class AnoGAN(GANTricks, Detector):
         self.nets_ = nn.ModuleDict({
             "G": ConvDecoder(self.latent_dim, s, c, width=self.width, max_width=self.max_width, norm="batch",
                              out_act="tanh"),  # (B, L) -> (B, C, S, S)
-            "D": ConvEncoder(s, c, 1, width=self.width, max_width=self.max_width, norm="batch"),  # -> (B, 1)
+            "D": ConvEncoder(s, c, 1, width=self.width, max_width=self.max_width, norm="batch",
+                             first_norm=True),  # -> (B, 1); Table A1: BatchNorm on every conv, the first too
         })
         dcgan_init(self.nets_)
         for m in self.nets_.modules():

@@ -20,7 +20,8 @@ Deviations / choices:
   to ``image_size`` = 32): E = ``ConvEncoder`` (BatchNorm except on the first layer, LeakyReLU 0.2, linear 4x4 head
   to z), G = ``ConvDecoder`` (BatchNorm + ReLU, tanh). Widths (papers silent): ``width`` = 64 doubling per stage,
   capped at ``max_width`` = 512. LeakyReLU slope 0.2 everywhere (the thesis' A.2; the reference uses 0.1).
-  DCGAN init N(0, 0.02), as the reference.
+  DCGAN init N(0, 0.02), as the reference. BatchNorm momentum 0.8 in TensorFlow's convention (Table A2) = 0.2 in
+  PyTorch's (``bn_momentum``) on every BatchNorm of E, G and D.
 - D (concatenating, the reference's layout): image path = the same stride-2 conv stages down to 4x4 (BatchNorm
   except on the first, LeakyReLU, dropout after each), flattened; latent path = one linear layer of ``hidden`` / 2
   units (reference: 512) + LeakyReLU + dropout; concatenated; a linear layer of ``hidden`` units (reference: 1024) +
@@ -38,8 +39,10 @@ Deviations / choices:
 - EMA: the reference scores with an exponential moving average (decay 0.999) of every network's weights, so it is part
   of the method here: ``ema_decay`` = 0.999, the averaged copies ``E_ema``, ``G_ema``, ``D_ema`` live in ``nets_``
   (saved with the model), start from the initial weights (as TF's ExponentialMovingAverage), are updated after every
-  step of their network, and copy BatchNorm running statistics (TF keeps one set of them too). ``ema_decay=0`` scores
-  with the raw networks. A short run needs a smaller decay (the CPU preset uses none).
+  step of their network with the warm-up decay min(0.999, (1 + n) / (10 + n)) after n updates (``nets.ema_decay_at``,
+  TF's ``num_updates``, as the EBGAN family; without it ~350 updates leave 70 % of the average at the
+  initialisation), and copy BatchNorm running statistics (TF keeps one set of them too). ``ema_decay=0`` scores
+  with the raw networks.
 - Score ``score_disc``: ``"fm"`` (default, reference ``--m=fm``): L_D = ||f_D(x, E(x)) - f_D(G(E(x)), E(x))||_1, the
   same latent E(x) paired with both images (eq. 8). ``"ce"``: eq. (9) as the paper writes it, the cross-entropy of
   D(x, E(x)) against label 1 (real). ``"ce_rec"``: what the reference code computes for ``cross-e``, the cross-entropy
@@ -47,7 +50,8 @@ Deviations / choices:
   dropout off), with the EMA weights when they are kept.
 - ``map_batch``: the per-pixel L1 residual |x - G(E(x))| summed over channels (the pixel part of L_R).
 - The thesis' training tricks (IN / SL / LF, :class:`anogen.losses.GANTricks`) are fields, off by default: IN noise is
-  added to every image D sees in training (D step and E / G step), SL / LF change D's targets only.
+  added to every input of D in its update step, images and latents (``losses.py``'s rule; the E / G step sees D on
+  clean inputs), SL / LF change D's targets only.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks, adversarial_loss, feature_matching, residual_score
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update, stage_widths
+from anogen.nets import (ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_decay_at, ema_update,
+                         stage_widths)
 from anogen.params import integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
 
 D_NORMS = ("batch", "spectral", "spectral_batch", "none")
@@ -147,6 +152,7 @@ class BiGAN(GANTricks, Detector):
         "hidden": integer(1), "dropout": real(0.0, 1.0, hi_open=True), "d_norm": one_of(D_NORMS), "lr_e": positive(),
         "lr_g": positive(), "lr_d": positive(), "betas": tuple_of(2, real(0.0, 1.0, hi_open=True)),
         "ema_decay": real(0.0, 1.0, hi_open=True), "lam": unit_interval(), "score_disc": one_of(SCORE_DISC),
+        "bn_momentum": real(0.0, 1.0, lo_open=True),
     }
 
     epochs: int = 100
@@ -177,6 +183,8 @@ class BiGAN(GANTricks, Detector):
     """Adam learning rate of D (reference: 1e-5)"""
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam betas of the three optimisers (reference: 0.5, 0.999)"""
+    bn_momentum: float = 0.2
+    """PyTorch BatchNorm momentum of E, G and D (thesis Table A2: 0.8 in TensorFlow's convention = 0.2 here)"""
     ema_decay: float = 0.999
     """decay of the weight EMA used for scoring (reference: 0.999); 0 scores with the raw networks"""
     lam: float = 0.1
@@ -196,6 +204,8 @@ class BiGAN(GANTricks, Detector):
             raise ValueError(f"d_norm must be one of {', '.join(D_NORMS)}; got {self.d_norm!r}")
         if self.score_disc not in SCORE_DISC:
             raise ValueError(f"score_disc must be one of {', '.join(SCORE_DISC)}; got {self.score_disc!r}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"bn_momentum must be in (0, 1]; got {self.bn_momentum}")
         if not (0.0 <= self.lam <= 1.0 and 0.0 <= self.dropout < 1.0 and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"need 0 <= lam <= 1, 0 <= dropout < 1, 0 <= ema_decay < 1; got lam={self.lam}, "
                              f"dropout={self.dropout}, ema_decay={self.ema_decay}")
@@ -217,17 +227,30 @@ class BiGAN(GANTricks, Detector):
             "D": self.make_discriminator(c, s),  # (B, C, S, S), (B, L) -> (B,), (B, F)
         })
         dcgan_init(self.nets_)
+        for m in self.nets_.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.momentum = self.bn_momentum  # Table A2
         if self.ema_decay > 0:  # averaged copies for scoring, starting from the initial weights
             for k in ("E", "G", "D"):
                 self.nets_[f"{k}_ema"] = copy.deepcopy(self.nets_[k]).requires_grad_(False)
         self.opt_e_ = torch.optim.Adam(self.nets_["E"].parameters(), lr=self.lr_e, betas=self.betas)
         self.opt_g_ = torch.optim.Adam(self.nets_["G"].parameters(), lr=self.lr_g, betas=self.betas)
         self.opt_d_ = torch.optim.Adam(self.nets_["D"].parameters(), lr=self.lr_d, betas=self.betas)
+        self.ema_updates_: dict[str, int] = {}
 
     def _ema(self, *names: str) -> None:
-        if self.ema_decay > 0:
+        if self.ema_decay > 0:  # with the EBGAN family's warm-up (nets.ema_decay_at), counted per network
             for k in names:
-                ema_update(self.nets_[f"{k}_ema"], self.nets_[k], self.ema_decay)
+                n = self.ema_updates_.get(k, 0)
+                ema_update(self.nets_[f"{k}_ema"], self.nets_[k], ema_decay_at(self.ema_decay, n))
+                self.ema_updates_[k] = n + 1
+
+    def train_state(self) -> dict[str, Tensor]:
+        """For checkpoints: the EMA update counts (the warm-up decay depends on them)."""
+        return {f"ema_updates.{k}": torch.tensor(v) for k, v in self.ema_updates_.items()}
+
+    def load_train_state(self, state: dict[str, Tensor]) -> None:
+        self.ema_updates_ = {k.split(".", 1)[1]: int(v) for k, v in state.items() if k.startswith("ema_updates.")}
 
     # -- losses
     def disc_loss(self, real_logit: Tensor, fake_logit: Tensor) -> Tensor:
@@ -237,8 +260,8 @@ class BiGAN(GANTricks, Detector):
     def encoder_generator_loss(self, x: Tensor, z: Tensor, z_enc: Tensor,
                                x_gen: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The joint E + G loss for z_enc = E(x), x_gen = G(z) (not detached), and the terms to log."""
-        real_logit, _ = self.nets_["D"](self.d_input(x), z_enc)  # (x, E(x))
-        fake_logit, _ = self.nets_["D"](self.d_input(x_gen), z)  # (G(z), z)
+        real_logit, _ = self.nets_["D"](x, z_enc)  # (x, E(x)), clean inputs (losses.py IN rule 1)
+        fake_logit, _ = self.nets_["D"](x_gen, z)  # (G(z), z)
         loss_e, loss_g = bigan_ge_losses(real_logit, fake_logit)
         return loss_e + loss_g, {"e": loss_e.item(), "g": loss_g.item()}
 
@@ -249,8 +272,8 @@ class BiGAN(GANTricks, Detector):
         z_enc = E(x)  # (B, L)
         x_gen = G(z)  # (B, C, S, S)
         # D step: maximise eq. (6) with E and G fixed
-        real_logit, _ = D(self.d_input(x), z_enc.detach())
-        fake_logit, _ = D(self.d_input(x_gen.detach()), z)
+        real_logit, _ = D(self.d_input(x), self.d_input(z_enc.detach()))  # IN on images and latents (rule 1)
+        fake_logit, _ = D(self.d_input(x_gen.detach()), self.d_input(z))
         loss_d = self.disc_loss(real_logit, fake_logit)
         self.opt_d_.zero_grad(set_to_none=True)
         loss_d.backward()

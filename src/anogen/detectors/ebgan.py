@@ -33,7 +33,8 @@ are in their files):
   D sees real and generated batches in separate forward passes (separate BatchNorm statistics, as the reference).
   D's BatchNorm running statistics are updated by D's own update only, not by the D passes inside G's updates (in
   the reference D's update ops run with D's step). G updates do not see the IN / SL / LF tricks (the mixin's rule:
-  only D's inputs and targets do).
+  only D's inputs and targets do); IN decays over each stage, and D_xx / D_zz's pairs share one noisy copy
+  (``losses.py``'s IN rule).
 - Stages inside the one fit loop: ``epochs`` is split among the stages in proportion to ``stage_epochs`` (the
   reference's epoch counts: ENCEBGAN 100 GAN + 400 encoder, SENCEBGAN 500 + 200 + 400), rounding the cumulative
   boundaries, each stage at least one epoch while there are enough epochs; ``train_step`` dispatches on
@@ -95,7 +96,7 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.detector import Detector
 from anogen.losses import GANTricks
-from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_update
+from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, ema_decay_at, ema_update
 from anogen.params import integer, non_negative, one_of, positive, real, tuple_of
 
 HINGES = ("sample", "batch")
@@ -271,6 +272,16 @@ class EBGANBase(GANTricks, Detector):
                 return name
         raise ValueError(f"epoch {epoch} is past the last of {self.epochs} epochs")
 
+    def noise_epochs(self) -> tuple[int, int]:
+        """IN decays to 0 over the current stage, whose discriminator (D, then D_xx / D_zz) trains now (losses.py
+        IN rule 3)."""
+        start, epoch = 0, getattr(self, "epoch_", 0)
+        for n in self.stage_schedule():
+            if epoch < start + n:
+                return start, n
+            start += n
+        return start, 1
+
     def setup_data(self, x: Tensor) -> None:
         skipped = [s for s, n in zip(self.STAGES, self.stage_schedule()) if n == 0]
         if skipped:
@@ -316,7 +327,7 @@ class EBGANBase(GANTricks, Detector):
     def _ema_step(self, name: str) -> None:
         if self.ema_decay > 0:
             t = self.ema_updates_.get(name, 0)
-            ema_update(self.nets_[f"{name}_ema"], self.nets_[name], min(self.ema_decay, (1 + t) / (10 + t)))
+            ema_update(self.nets_[f"{name}_ema"], self.nets_[name], ema_decay_at(self.ema_decay, t))
             self.ema_updates_[name] = t + 1
 
     @staticmethod

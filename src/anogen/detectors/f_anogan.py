@@ -174,9 +174,9 @@ class FAnoGAN(GANTricks, Detector):
         """Validation keeps states of stage 2 only (with a trained E); without a stage 2, any epoch."""
         return self.gan_epochs + 1 if self.encoder_epochs > 0 else 1
 
-    def input_noise_std(self) -> float:
-        """IN scale, decaying linearly to 0 over the GAN epochs (not over all epochs: the critic stops at stage 2)."""
-        return self.input_noise * max(0.0, 1.0 - getattr(self, "epoch_", 0) / self.gan_epochs)
+    def noise_epochs(self) -> tuple[int, int]:
+        """IN decays to 0 over the GAN epochs (losses.py IN rule 3: the critic stops at stage 2)."""
+        return 0, max(self.gan_epochs, 1)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape: tuple[int, ...]) -> None:

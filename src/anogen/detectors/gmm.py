@@ -1,7 +1,7 @@
 """Gaussian mixture model baseline (optionally on PCA features): the negative log-likelihood or the unregularized score.
 
-Paper: Matsubara, Tachibana, Uehara, "Anomaly Machine Component Detection by Deep Generative Model with
-Unregularized Score", IEEE TCYB 2020 (``papers/004_41020bdc449fbf6e.txt``): eqs. (1)-(2) (GMM and its NLL score),
+Paper: Matsubara, Hama, Tachibana, Uehara, "Deep Generative Model using Unregularized Score for Anomaly Detection with
+Heterogeneous Complexity", IEEE Trans. Cybernetics 2020, arXiv:1807.05800 (``papers/004_41020bdc449fbf6e.txt``): eqs. (1)-(2) (GMM and its NLL score),
 (7)-(8) (the unregularized score of a GMM), section V-B (full covariances fitted by EM with scikit-learn, N_z hidden
 classes, N_h PCA components). Reference code: none public (section 8 of ``research/reference-implementations.md``);
 the GMM, PCA and EM are scikit-learn's.

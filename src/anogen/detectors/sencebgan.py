@@ -102,11 +102,12 @@ class SENCEBGAN(EBGANBase):
         if self.use_dzz:
             self.opt_dzz_ = self._adam("Dzz", self.lr_dxz)
 
-    def _pair_d_step(self, name: str, opt: torch.optim.Optimizer, real_pair: Tensor, fake_pair: Tensor) -> float:
-        """One BCE update of D_xx / D_zz: the pair (a, a) is real, (a, reconstruction) fake (tricks mixin)."""
-        Dp = self.nets_[name]
-        loss = (self.d_loss(Dp(self.d_input(real_pair)), real=True)
-                + self.d_loss(Dp(self.d_input(fake_pair.detach())), real=False))
+    def _pair_d_step(self, name: str, opt: torch.optim.Optimizer, a: Tensor, rec: Tensor) -> float:
+        """One BCE update of D_xx / D_zz: the pair (a, a) is real, (a, rec) fake. IN (losses.py rule 2): one noisy copy
+        of ``a`` fills both halves of the real pair and the first of the fake one."""
+        Dp, an = self.nets_[name], self.d_input(a)
+        loss = (self.d_loss(Dp(torch.cat([an, an], 1)), real=True)
+                + self.d_loss(Dp(torch.cat([an, self.d_input(rec.detach())], 1)), real=False))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -133,7 +134,7 @@ class SENCEBGAN(EBGANBase):
         self._ema_step("EG")
         out = {"eg": loss.item(), "eg_rec": loss_rec.item(), "eg_feat": loss_f.item()}
         if self.use_dxx:
-            out["dxx"] = self._pair_d_step("Dxx", self.opt_dxx_, torch.cat([x, x], 1), torch.cat([x, x_g], 1))
+            out["dxx"] = self._pair_d_step("Dxx", self.opt_dxx_, x, x_g)
         return out
 
     def _encoder_r_step(self, x: Tensor) -> dict[str, float]:
@@ -153,7 +154,7 @@ class SENCEBGAN(EBGANBase):
         self._ema_step("ER")
         out = {"er": loss.item(), "er_rec": loss_rec.item()}
         if self.use_dzz:
-            out["dzz"] = self._pair_d_step("Dzz", self.opt_dzz_, torch.cat([z, z], 1), torch.cat([z, z_r], 1))
+            out["dzz"] = self._pair_d_step("Dzz", self.opt_dzz_, z, z_r)
         return out
 
     def score_terms(self, x: Tensor) -> dict[str, Tensor]:
