@@ -58,6 +58,8 @@ class Suite:
     max_test: int | None = 2000
     """cap on validation and test images each at ``--scale cpu`` (stratified by label; None: all)"""
     description: str = ""
+    evaluate: str = ""
+    """an extra measurement per run from :mod:`anogen.evaluations`: "selection" or "drift" ("" none)"""
 
 
 def _gans() -> list[str]:
@@ -148,10 +150,43 @@ def _suites() -> dict[str, Suite]:
               cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
+        *_issue14_suites(),
         Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
               variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
               description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
     ]}
+
+
+SELECTION_DETECTORS = ["ae", "vae", "algan", "bigan", "ce_bigan", "alad", "f_anogan", "ganomaly", "skip_ganomaly",
+                       "ebgan", "encebgan", "sencebgan"]
+"""the iterative detectors of the selection suites (AnoGAN's latent search and ALGAN-feature's backbone are left out
+for CPU time; run them with --detectors anogan,algan_feature)"""
+DRIFT_DETECTORS = ["ae", "vae", "gmm", "iforest", "algan", "ganomaly", "skip_ganomaly", "alad"]
+
+
+def _issue14_suites() -> list[Suite]:
+    """Model selection without labels (labels vs synthetic vs last epoch, one run each) and lighting drift."""
+    mtd = "mtd:{root}/mtd,splits={root}/mtd_splits.json"
+    sel = {"selection": "synthetic", "val_every": 4}  # selects on synthetic defects; labels are only measured
+    desc = ("model selection: labelled validation vs synthetic defects of held-out normals vs last epoch (one run; "
+            "validation every 4 epochs)")
+    return [
+        Suite("selection-digits", SELECTION_DETECTORS, ["digits:normal={normal}"], classes=list(range(10)),
+              seeds=[0], cpu={"channels": 1, **sel}, paper={"channels": 1, **sel}, max_train=None, max_test=None,
+              evaluate="selection", description=desc + ", one-class digits"),
+        Suite("selection-mtd", SELECTION_DETECTORS, [mtd], seeds=[0], cpu={"channels": 1, "image_size": 32, **sel},
+              paper={"channels": 1, "image_size": 256, **sel}, max_train=None, max_test=None, evaluate="selection",
+              description=desc + ", MTD (shared split file)"),
+        Suite("selection-coil", SELECTION_DETECTORS, ["coil:{root}/coil17,n_normal=10"], seeds=[0],
+              cpu={"channels": 3, "image_size": 32, **sel}, paper={"channels": 3, "image_size": 128, **sel},
+              max_train=None, max_test=None, evaluate="selection", description=desc + ", COIL-17 (10 normal)"),
+        Suite("drift", DRIFT_DETECTORS, [mtd], seeds=[0],
+              variants={"plain": {"intensity": "none"}, "standardize": {"intensity": "standardize"}},
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
+              max_train=None, max_test=None, evaluate="drift",
+              description="lighting drift: MTD test images under brightness x0.9 / x1.1 and gamma 0.8 / 1.25, "
+                          "with and without per-image intensity standardisation"),
+    ]
 
 
 SUITES = _suites()
@@ -175,6 +210,7 @@ class Run:
     scale: str
     max_train: int | None
     max_test: int | None
+    evaluate: str = ""
 
     @property
     def key(self) -> str:
@@ -224,7 +260,7 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
                         ov = {**base, **own, **vover, **(extra or {}), "seed": seed, "verbose": False}
                         runs.append(Run(suite.name, name, spec, normal, seed, vname, ov, scale,
                                         suite.max_train if scale == "cpu" else None,
-                                        suite.max_test if scale == "cpu" else None))
+                                        suite.max_test if scale == "cpu" else None, suite.evaluate))
     return runs
 
 
@@ -258,9 +294,22 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     val, test = _cap(split.val, run.max_test, rng), _cap(split.test, run.max_test, rng)
     det = anogen.create(run.detector, **run.overrides)
     _reset_peak()
+    extra: dict[str, Any] = {}
+    if run.evaluate == "selection":
+        from anogen.evaluations import selection_tracker
+
+        det._on_validate, test_aucs = selection_tracker(det, test.x, test.y)  # reported only for picked states
     det.fit(train.x, **_fit_kwargs(val))
     scores = det.decision_function(test.x)
     m = metrics.summarize(test.y, scores, threshold=det.threshold_)
+    if run.evaluate == "selection":
+        from anogen.evaluations import selection_metrics
+
+        extra["selection"] = selection_metrics(det.history_, test_aucs)
+    elif run.evaluate == "drift":
+        from anogen.evaluations import drift_metrics
+
+        extra["drift"] = drift_metrics(det, test.x, test.y)
     m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(min(len(test), 256))).x)
     if test.masks is not None and _has_map(det):
         from anogen.data.io import read_image
@@ -280,6 +329,7 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
         "test_labels": test.y.astype(int).tolist() if len(test) <= MAX_STORED_SCORES else None,
         "test_scores": [float(f"{v:.6g}") for v in scores] if len(test) <= MAX_STORED_SCORES else None,
         "wall_seconds": time.perf_counter() - t0, "device": str(det._device()),
+        "selection_mode": getattr(det, "selection_", None), "health": getattr(det, "health_", None), **extra,
     }
 
 

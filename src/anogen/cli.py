@@ -307,6 +307,7 @@ def train_and_report(
         "n_train": len(split.train), "n_val": n_val, "n_test": n_test,
         "threshold": det.threshold_, "best_epoch": getattr(det, "best_epoch_", None),
         "val_auroc": getattr(det, "val_auroc_", None), "fit_seconds": det.fit_seconds_,
+        "selection": det.selection_, "synthetic_auroc": getattr(det, "synthetic_auroc_", None), "health": det.health_,
     }
     test = split.test
     if test is not None and len(test) and len(np.unique(test.y)) == 2:
@@ -389,15 +390,34 @@ def _print_summary(console: Any, record: dict[str, Any]) -> None:
             rows.append(("pixel AUROC", f"{m['pixel_auroc']:.4f}"))
         if record.get("val_auroc") is not None:
             rows.append((f"validation AUROC (best, epoch {record['best_epoch']})", f"{record['val_auroc']:.4f}"))
+        if record.get("synthetic_auroc") is not None:
+            rows.append((f"synthetic-defect AUROC (best, epoch {record['best_epoch']})",
+                         f"{record['synthetic_auroc']:.4f}"))
         rows += [("fit time", f"{record['fit_seconds']:.3g} s"), ("scoring", f"{m['score_ms_per_image']:.3f} ms/image")]
         for r in rows:
             t.add_row(*r)
         console.print(t)
     else:
         console.print(f"fit in {record['fit_seconds']:.1f} s; threshold {record['threshold']:.4g}")
+    _print_health(console, record.get("health"))
     console.print("wrote:")
     for k, v in record["files"].items():
         console.print(f"  {k:<10} {escape(v)}")
+
+
+def _print_health(console: Any, health: dict[str, Any] | None) -> None:
+    """The fit's health check (:mod:`anogen.health`) in plain sentences."""
+    from rich.markup import escape
+
+    if not health or not health.get("checked"):
+        console.print(f"health check: not run ({escape((health or {}).get('reason', 'no health data'))})")
+        return
+    auc = health.get("synthetic_auroc")
+    what = f"synthetic-defect AUROC {auc:.3f}, " if auc is not None else ""
+    console.print(f"health check on {health['n_heldout']} held-out normal images ({health['normals']}): {what}"
+                  f"train vs held-out KS {health['ks']:.2f}: " + ("ok" if health["ok"] else "[yellow]WARNING[/]"))
+    for w in health.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -521,6 +541,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     meta = dict(det.metadata_)
     meta["file"] = str(Path(args.model))
     sys.stdout.write(json.dumps(meta, indent=2) + "\n")
+    _print_health(_console(stderr=True), meta.get("health"))  # the JSON stays clean on stdout
     return 0
 
 
