@@ -288,3 +288,22 @@ def test_selection_tracker_leaves_training_unchanged(digits):
     assert sorted(aucs) == [2, 4]
     np.testing.assert_array_equal(det.decision_function(test), ref.decision_function(test))
     assert abs(aucs[det.best_epoch_] - roc_auc_score(y, det.decision_function(test))) < 1e-9
+
+
+def test_report_tables_and_drift_figure(tmp_path):
+    from anogen import report
+
+    sel = [{"suite": "selection-digits", "detector": d, "selection": {
+        "labels": {"test_auroc": a}, "synthetic": {"test_auroc": b}, "last": {"test_auroc": c}}}
+        for d, a, b, c in [("ae", 0.9, 0.8, 0.7), ("ae", 0.7, 0.8, 0.7), ("vae", 1.0, 1.0, 0.9)]]
+    head, rows = report.selection_table(sel)
+    assert rows[0][:6] == ["digits", "ae", "2", "0.800", "0.800", "0.700"] and rows[0][6] == "+0.000"
+    assert rows[-1][1] == "**mean over detectors**" and rows[-1][3] == "**0.900**" and rows[-1][7] == "**+0.100**"
+    drift = [{"suite": "drift", "detector": "ae", "variant": v, "drift": {"none": 0.8, "gamma 0.8": g}}
+             for v, g in (("plain", 0.7), ("standardize", 0.79))]
+    head, rows = report.drift_table(drift)
+    assert head[-1] == "largest drop" and rows[0][-1] == "+0.100" and rows[1][-1] == "+0.010"
+    drops = report.drift_drops(drift)
+    assert drops["plain"]["ae"]["gamma 0.8"] == pytest.approx(-0.1)
+    text = report.issue14_markdown([{**r, "git_commit": "abc"} for r in sel + drift], tmp_path)
+    assert (tmp_path / "drift.png").stat().st_size > 1000 and "Lighting drift" in text and "Model selection" in text
