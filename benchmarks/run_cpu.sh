@@ -44,3 +44,4 @@ bench selection-digits --out $R/selection.jsonl
 bench selection-coil   --out $R/selection.jsonl --data-root "$DATA"
 bench selection-mtd    --out $R/selection.jsonl --data-root "$DATA" --detectors ae,vae,algan,alad,ganomaly,skip_ganomaly,bigan,sencebgan
 bench drift            --out $R/drift.jsonl     --data-root "$DATA"
+python benchmarks/inverted_digits.py --out $R/inverted-digits.jsonl   # every score of the inverted one-class digits

@@ -307,3 +307,25 @@ def test_report_tables_and_drift_figure(tmp_path):
     assert drops["plain"]["ae"]["gamma 0.8"] == pytest.approx(-0.1)
     text = report.issue14_markdown([{**r, "git_commit": "abc"} for r in sel + drift], tmp_path)
     assert (tmp_path / "drift.png").stat().st_size > 1000 and "Lighting drift" in text and "Model selection" in text
+
+
+def test_train_pipeline_and_info_show_health(tmp_path, capsys):
+    import json
+
+    from rich.console import Console
+
+    from anogen import cli
+
+    console = Console(record=True, width=200)
+    cfg = {k: v for k, v in TINY_AE.items() if k != "verbose"} | {"epochs": 1, "lr": 1e-12, "verbose": False}
+    with pytest.warns(HealthWarning):
+        rec = cli.train_and_report("ae", cfg, "digits:normal=0", tmp_path, console=console)
+    text = console.export_text()
+    assert "health check on" in text and "WARNING" in text and "does not separate normal images" in text
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["health"] == rec["health"] and saved["health"]["ok"] is False and saved["selection"] == "labels"
+    capsys.readouterr()
+    assert cli.main(["info", str(tmp_path / "model.anogen")]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["health"]["synthetic_auroc"] == rec["health"]["synthetic_auroc"]
+    assert "does not separate normal images" in out.err
