@@ -91,13 +91,15 @@ def test_synthetic_selection_sees_no_label_and_holds_out_training_images_only(di
     train, test, y = one_class_digits(images, labels, 0, 100)
     val_x, val_y = _val(test, y)
     made_from: list[Tensor] = []
-    real = detector_mod.synthetic_anomalies
+    real = detector_mod.defective_copies
 
-    def spy(u, seed=0, **kw):
+    def spy(u, seed=0):
         made_from.append(u.clone())
-        return real(u, seed, **kw)
+        out = real(u, seed)
+        assert len(out) == 5 * len(u)  # one copy per defect kind
+        return out
 
-    monkeypatch.setattr(detector_mod, "synthetic_anomalies", spy)
+    monkeypatch.setattr(detector_mod, "defective_copies", spy)
     det = anogen.create("ae", selection="synthetic", **TINY_AE).fit(train, val_x=val_x, val_y=val_y)
     # the defects were made from held-out training images, never from validation images
     tr_u, va_u = det._unit_images(train), det._unit_images(val_x)

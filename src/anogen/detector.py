@@ -49,7 +49,7 @@ from anogen.checkpoint import (
     split_prefixed,
     write_checkpoint,
 )
-from anogen.data.synthetic import holdout_indices, synthetic_anomalies
+from anogen.data.synthetic import defective_copies, holdout_indices
 from anogen.data.transforms import InputError, Preprocess, augment, is_vector_input, to_vectors
 from anogen.inference import scoring_mode, scoring_view
 
@@ -426,7 +426,7 @@ class Detector:
             return x, None, None, val_x, val_unit
         keep, hold = holdout_indices(len(x), self.holdout, self.seed)
         normals = x[hold]
-        return x[keep], (keep, hold), (normals, synthetic_anomalies(normals, self.seed)[0]), val_x, val_unit
+        return x[keep], (keep, hold), (normals, defective_copies(normals, self.seed)), val_x, val_unit
 
     def _validate(self, rec: dict[str, float], vx: Tensor | None, vy: np.ndarray | None) -> float | None:
         """Validation of the current state into ``rec``: labelled AUROC (with val_y) and synthetic AUROC (with a
@@ -456,7 +456,7 @@ class Detector:
         normal = torch.from_numpy(np.ones(len(vx), dtype=bool) if vy is None else vy == 0)
         anomalies = None
         if val_unit is not None:
-            anomalies = self._score_prepared(self._prepare(synthetic_anomalies(val_unit[normal], self.seed)[0]))
+            anomalies = self._score_prepared(self._prepare(defective_copies(val_unit[normal], self.seed)))
         return self._score_prepared(vx[normal]), anomalies, "validation"
 
     def _check_health(self, trained_scores: np.ndarray, checked: tuple[Any, Any, str] | None) -> None:
