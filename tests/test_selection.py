@@ -331,3 +331,17 @@ def test_train_pipeline_and_info_show_health(tmp_path, capsys):
     out = capsys.readouterr()
     assert json.loads(out.out)["health"]["synthetic_auroc"] == rec["health"]["synthetic_auroc"]
     assert "does not separate normal images" in out.err
+
+
+def test_onnx_graph_standardizes_intensity(digits, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from anogen.export import EXPORT_RTOL, export_onnx, run_onnx
+
+    images, labels = digits
+    train, test, _ = one_class_digits(images, labels, 0, 100)
+    det = anogen.create("ae", intensity="standardize", **TINY_AE).fit(train)
+    path = export_onnx(det, tmp_path / "m.onnx", check=False)
+    unit = det._unit_images(test[:16]).numpy()
+    got, want = run_onnx(path, unit)["score"], det.decision_function(test[:16])
+    assert np.abs(got - want).max() <= EXPORT_RTOL * max(np.abs(want).max(), 1e-12)
