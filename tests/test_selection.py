@@ -109,7 +109,7 @@ def test_synthetic_selection_sees_no_label_and_holds_out_training_images_only(di
     assert not any((va_u == h).flatten(1).all(1).any() for h in held)
     # the kept state is the synthetic choice, and flipping every validation label changes nothing but the
     # (informational) val_auroc entries
-    assert det.best_epoch_ == pick_epochs(det.history_)["synthetic"] and not hasattr(det, "val_auroc_")
+    assert det.best_epoch_ == pick_epochs(det.history_, 10, 50)["synthetic"] and not hasattr(det, "val_auroc_")
     flipped = anogen.create("ae", selection="synthetic", **TINY_AE).fit(train, val_x=val_x, val_y=1 - val_y)
     assert flipped.best_epoch_ == det.best_epoch_
     np.testing.assert_array_equal(flipped.decision_function(test), det.decision_function(test))
@@ -261,11 +261,23 @@ def test_intensity_option_applied_at_fit_and_scoring_and_saved(digits, tmp_path)
 # ------------------------------------------------------------------------------------------------ measurements
 def test_pick_epochs_and_selection_metrics():
     hist = [{"epoch": 1}, {"epoch": 2, "val_auroc": 0.7, "synthetic_auroc": 0.9},
-            {"epoch": 4, "val_auroc": 0.8, "synthetic_auroc": 0.9}, {"epoch": 6, "val_auroc": 0.8, "synthetic_auroc": 0.6}]
-    assert pick_epochs(hist) == {"labels": 4, "synthetic": 2, "last": 6}
+            {"epoch": 4, "val_auroc": 0.8, "synthetic_auroc": 0.9}, {"epoch": 6, "val_auroc": 0.8, "synthetic_auroc": 0.85}]
+    assert pick_epochs(hist) == {"labels": 4, "synthetic": 2, "synthetic_best": 2, "last": 6}
     sel = selection_metrics(hist, {2: 0.5, 4: 0.6, 6: 0.7})
     assert sel["labels"] == {"epoch": 4, "picked_on": 0.8, "test_auroc": 0.6}
     assert sel["synthetic"]["test_auroc"] == 0.5 and sel["last"]["test_auroc"] == 0.7
+    # with the synthetic set's sizes: 0.9 vs 0.85 is clear for 1000 x 5000, not for 4 x 20 (the last state is kept)
+    assert pick_epochs(hist, 1000, 5000)["synthetic"] == 2 and pick_epochs(hist, 4, 20)["synthetic"] == 6
+
+
+def test_auroc_se_and_synthetic_choice():
+    from anogen.health import auroc_se, synthetic_choice
+
+    # Hanley & McNeil's Table 1 region: AUROC 0.9 with 50 + 50 cases has SE about 0.03
+    assert 0.025 < auroc_se(0.9, 50, 50) < 0.035 and auroc_se(0.9, 500, 500) < auroc_se(0.9, 50, 50)
+    hist = [{"epoch": 4, "synthetic_auroc": 0.70}, {"epoch": 8, "synthetic_auroc": 0.66}]
+    assert synthetic_choice(hist, 11, 55) == 8 and synthetic_choice(hist, 2000, 10000) == 4
+    assert synthetic_choice([{"epoch": 1}], 10, 50) is None
 
 
 def test_shift_images():
@@ -295,8 +307,11 @@ def test_selection_tracker_leaves_training_unchanged(digits):
 def test_report_tables_and_drift_figure(tmp_path):
     from anogen import report
 
-    sel = [{"suite": "selection-digits", "detector": d, "selection": {
-        "labels": {"test_auroc": a}, "synthetic": {"test_auroc": b}, "last": {"test_auroc": c}}}
+    hist = [{"epoch": 1, "val_auroc": 0.9, "synthetic_auroc": 0.5}, {"epoch": 2, "val_auroc": 0.7, "synthetic_auroc": 0.9},
+            {"epoch": 3, "val_auroc": 0.8, "synthetic_auroc": 0.1}]
+    sel = [{"suite": "selection-digits", "detector": d, "history": hist, "health": {"n_heldout": 100}, "selection": {
+        "labels": {"epoch": 1, "test_auroc": a}, "synthetic": {"epoch": 2, "test_auroc": b},
+        "last": {"epoch": 3, "test_auroc": c}}}
         for d, a, b, c in [("ae", 0.9, 0.8, 0.7), ("ae", 0.7, 0.8, 0.7), ("vae", 1.0, 1.0, 0.9)]]
     head, rows = report.selection_table(sel)
     assert rows[0][:6] == ["digits", "ae", "2", "0.800", "0.800", "0.700"] and rows[0][6] == "+0.000"

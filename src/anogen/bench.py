@@ -305,7 +305,8 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     if run.evaluate == "selection":
         from anogen.evaluations import selection_metrics
 
-        extra["selection"] = selection_metrics(det.history_, test_aucs)
+        n = det.health_.get("n_heldout")  # the hold-out normals; five defective copies each
+        extra["selection"] = selection_metrics(det.history_, test_aucs, n, None if n is None else 5 * n)
     elif run.evaluate == "drift":
         from anogen.evaluations import drift_metrics
 

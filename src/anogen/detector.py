@@ -120,7 +120,8 @@ class Detector:
     """validate every this many epochs (labelled and / or synthetic validation; the selected best state is kept)"""
     selection: str = "auto"
     """state kept: labels (best labelled-validation AUROC), synthetic (best AUROC of held-out normals vs synthetic
-    defects, no label used), last (the final epoch); auto = labels when val_y is given, else synthetic for images"""
+    defects, no label used; the last state when within one standard error), last (the final epoch); auto = labels
+    when val_y is given, else synthetic for images"""
     holdout: float = 0.1
     """share of the normal training images held out (selection synthetic): validation, threshold, health check"""
     contamination: float = 0.01
@@ -386,6 +387,14 @@ class Detector:
                 self.history_.append(rec)
                 if ckpt is not None and ckpt.every > 0 and (epoch + 1) % ckpt.every == 0 and _dist.is_main():
                     write_checkpoint(self, ckpt, epoch + 1, gen, best_auc, best_state)
+        syn = getattr(self, "_synthetic_val", None)
+        if self.selection_ == "synthetic" and best_state is not None and syn is not None:
+            from anogen.health import synthetic_choice  # the last state unless the best is clearly better
+
+            self.best_epoch_ = synthetic_choice(self.history_, len(syn[0]), len(syn[1]))
+            if self.best_epoch_ == self.history_[-1]["epoch"]:
+                best_state, best_auc = None, self.history_[-1]["synthetic_auroc"]
+                self.synthetic_auroc_ = best_auc
         if best_state is not None:
             self.nets_.load_state_dict(best_state[0])
             self.load_extra_state(best_state[1])

@@ -5,8 +5,9 @@
   labelled validation AUROC (``val_auroc``) and the AUROC of held-out normals vs their synthetic defects
   (``synthetic_auroc``) in ``history_``. A hook (``Detector._on_validate``) scores the test set at each validation
   epoch; after the fit each mode picks its epoch from the history alone -- ``labels``: the first epoch of highest
-  ``val_auroc``, ``synthetic``: of highest ``synthetic_auroc``, ``last``: the final epoch -- exactly the rule of
-  ``Detector.fit`` -- and only the test AUROC of the picked state is reported. Test scores never choose anything.
+  ``val_auroc``, ``synthetic``: ``Detector.fit``'s rule (best ``synthetic_auroc`` unless the last epoch is within
+  one standard error), ``synthetic_best``: the plain best ``synthetic_auroc``, ``last``: the final epoch -- and only
+  the test AUROC of the picked states is reported. Test scores never choose anything.
   All three modes train on the same images (the hold-out of ``holdout`` is taken in all three), so they differ only
   in the rule that picks the state.
 - ``drift``: the test images at the model's resolution as unit images (N, C, S, S) in [0, 1], each brightness-scaled
@@ -74,9 +75,14 @@ def selection_tracker(det: Any, test_x: Any, test_y: np.ndarray) -> tuple[Callab
     return hook, aucs
 
 
-def pick_epochs(history: list[dict[str, float]]) -> dict[str, int | None]:
-    """The epoch each selection mode keeps, from a fit's history: first epoch of highest ``val_auroc`` (labels),
-    of highest ``synthetic_auroc`` (synthetic), and the final epoch (last)."""
+def pick_epochs(history: list[dict[str, float]], n_normal: int | None = None,
+                n_anomalous: int | None = None) -> dict[str, int | None]:
+    """The epoch each selection mode keeps, from a fit's history: first epoch of highest ``val_auroc`` (labels);
+    ``Detector.fit``'s synthetic rule (:func:`anogen.health.synthetic_choice`: the first epoch of highest
+    ``synthetic_auroc`` unless the last is within one standard error, given the synthetic set's sizes; without sizes,
+    the plain first best); the first epoch of highest ``synthetic_auroc`` (synthetic_best); the final epoch (last)."""
+    from anogen.health import synthetic_choice
+
     def first_best(key: str) -> int | None:
         best, epoch = -np.inf, None
         for rec in history:
@@ -84,16 +90,19 @@ def pick_epochs(history: list[dict[str, float]]) -> dict[str, int | None]:
                 best, epoch = rec[key], int(rec["epoch"])
         return epoch
 
-    return {"labels": first_best("val_auroc"), "synthetic": first_best("synthetic_auroc"),
+    best = first_best("synthetic_auroc")
+    synthetic = best if n_normal is None or n_anomalous is None else synthetic_choice(history, n_normal, n_anomalous)
+    return {"labels": first_best("val_auroc"), "synthetic": synthetic, "synthetic_best": best,
             "last": int(history[-1]["epoch"]) if history else None}
 
 
-def selection_metrics(history: list[dict[str, float]], test_aucs: dict[int, float]) -> dict[str, Any]:
+def selection_metrics(history: list[dict[str, float]], test_aucs: dict[int, float], n_normal: int | None = None,
+                      n_anomalous: int | None = None) -> dict[str, Any]:
     """Per mode: the picked epoch, the AUROC it was picked on, and the test AUROC of that state."""
     out: dict[str, Any] = {}
-    for mode, epoch in pick_epochs(history).items():
+    for mode, epoch in pick_epochs(history, n_normal, n_anomalous).items():
         rec = next((r for r in history if int(r["epoch"]) == epoch), {})
-        key = {"labels": "val_auroc", "synthetic": "synthetic_auroc"}.get(mode)
+        key = {"labels": "val_auroc", "synthetic": "synthetic_auroc", "synthetic_best": "synthetic_auroc"}.get(mode)
         out[mode] = {"epoch": epoch, "picked_on": rec.get(key) if key else None,
                      "test_auroc": test_aucs.get(epoch) if epoch is not None else None}
     return out

@@ -462,10 +462,22 @@ def inject(path: str | Path, marker: str, text: str) -> bool:
 SELECTION_MODES = ("labels", "synthetic", "last")
 
 
+def selection_results(r: dict[str, Any]) -> dict[str, float]:
+    """Test AUROC per selection mode of one selection record, the modes' epochs taken from its history by
+    :func:`anogen.evaluations.pick_epochs` (the rule of the current code; the record stores the test AUROC of every
+    epoch its own rules picked, and the synthetic rule's pick is always one of its best and last epochs)."""
+    from anogen.evaluations import pick_epochs
+
+    n = (r.get("health") or {}).get("n_heldout")
+    tested = {v["epoch"]: v["test_auroc"] for v in r["selection"].values() if v.get("epoch") is not None}
+    picks = pick_epochs(r["history"], n, None if n is None else 5 * n)
+    return {m: tested[picks[m]] for m in SELECTION_MODES}
+
+
 def selection_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """The selection suites: per data set and detector, mean test AUROC (over classes and seeds) of the state each
     mode picks, synthetic - labels, and the data set's mean over detectors (one row per data set, ``all``)."""
-    recs = [r for r in records if r.get("selection")]
+    recs = [{**r, "modes": selection_results(r)} for r in records if r.get("selection")]
     by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in recs:
         by[(r["suite"].removeprefix("selection-"), r["detector"])].append(r)
@@ -477,7 +489,7 @@ def selection_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list
         for (d, det), rs in sorted(by.items()):
             if d != data:
                 continue
-            means = [float(np.mean([r["selection"][m]["test_auroc"] for r in rs])) for m in SELECTION_MODES]
+            means = [float(np.mean([r["modes"][m] for r in rs])) for m in SELECTION_MODES]
             per_det.append(means)
             rows.append([data, det, str(len(rs)), *[f"{v:.3f}" for v in means], f"{means[1] - means[0]:+.3f}",
                          f"{means[1] - means[2]:+.3f}"])
