@@ -314,8 +314,8 @@ def test_report_tables_and_drift_figure(tmp_path):
         "last": {"epoch": 3, "test_auroc": c}}}
         for d, a, b, c in [("ae", 0.9, 0.8, 0.7), ("ae", 0.7, 0.8, 0.7), ("vae", 1.0, 1.0, 0.9)]]
     head, rows = report.selection_table(sel)
-    assert rows[0][:6] == ["digits", "ae", "2", "0.800", "0.800", "0.700"] and rows[0][6] == "+0.000"
-    assert rows[-1][1] == "**mean over detectors**" and rows[-1][3] == "**0.900**" and rows[-1][7] == "**+0.100**"
+    assert rows[0][:7] == ["digits", "ae", "2", "0.800", "0.800", "0.800", "0.700"] and rows[0][7] == "+0.000"
+    assert rows[-1][1] == "**mean over detectors**" and rows[-1][3] == "**0.900**" and rows[-1][8] == "**+0.100**"
     drift = [{"suite": "drift", "detector": "ae", "variant": v, "drift": {"none": 0.8, "gamma 0.8": g}}
              for v, g in (("plain", 0.7), ("standardize", 0.79))]
     head, rows = report.drift_table(drift)

@@ -459,7 +459,7 @@ def inject(path: str | Path, marker: str, text: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- issue 14
-SELECTION_MODES = ("labels", "synthetic", "last")
+SELECTION_MODES = ("labels", "synthetic", "synthetic_best", "last")
 
 
 def selection_results(r: dict[str, Any]) -> dict[str, float]:
@@ -492,10 +492,10 @@ def selection_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list
             means = [float(np.mean([r["modes"][m] for r in rs])) for m in SELECTION_MODES]
             per_det.append(means)
             rows.append([data, det, str(len(rs)), *[f"{v:.3f}" for v in means], f"{means[1] - means[0]:+.3f}",
-                         f"{means[1] - means[2]:+.3f}"])
+                         f"{means[1] - means[3]:+.3f}"])
         m = np.mean(per_det, axis=0)
         rows.append([data, "**mean over detectors**", str(sum(len(rs) for (d, _), rs in by.items() if d == data)),
-                     *[f"**{v:.3f}**" for v in m], f"**{m[1] - m[0]:+.3f}**", f"**{m[1] - m[2]:+.3f}**"])
+                     *[f"**{v:.3f}**" for v in m], f"**{m[1] - m[0]:+.3f}**", f"**{m[1] - m[3]:+.3f}**"])
     return head, rows
 
 
