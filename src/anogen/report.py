@@ -499,6 +499,26 @@ def selection_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list
     return head, rows
 
 
+def health_summary(records: list[dict[str, Any]]) -> str:
+    """One generated sentence: how the health check's synthetic AUROC (< 0.6 warns) matched the test AUROC."""
+    from scipy.stats import spearmanr
+
+    from anogen.health import MIN_AUROC
+
+    rs = [r for r in records if (r.get("health") or {}).get("synthetic_auroc") is not None]
+    if not rs:
+        return ""
+    syn = np.array([r["health"]["synthetic_auroc"] for r in rs])
+    test = np.array([r["metrics"]["auroc"] for r in rs])
+    warned = syn < MIN_AUROC
+    bad, good = test < 0.6, test >= 0.9
+    ks = sum(any("overfitting" in w for w in r["health"]["warnings"]) for r in rs)
+    return (f"Health check over these {len(rs)} runs (final states): the synthetic-defect AUROC warned (< {MIN_AUROC}) "
+            f"on {int((warned & bad).sum())} of the {int(bad.sum())} runs with test AUROC < 0.6 and on "
+            f"{int((warned & good).sum())} of the {int(good.sum())} with test AUROC >= 0.9; Spearman correlation "
+            f"of synthetic and test AUROC {spearmanr(syn, test)[0]:.2f}; the overfitting test (KS) warned on {ks}.")
+
+
 def drift_drops(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """``{variant: {detector: {shift: AUROC(shifted) - AUROC(unshifted)}}}``, means over seeds (the drift suite)."""
     acc: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -539,6 +559,8 @@ def issue14_markdown(records: list[dict[str, Any]], fig_dir: Path | None = None)
                 "Test AUROC of the state each mode keeps, from one training run per detector, data set, class and "
                 f"seed (`benchmarks/results/selection.jsonl`, commit {', '.join(commits)}).", "",
                 markdown(head, rows), ""]
+    if sel:
+        out += [health_summary(sel), ""]
     dr = [r for r in records if r["suite"] == "drift" and r.get("drift")]
     if dr:
         head, rows = drift_table(dr)
@@ -559,13 +581,14 @@ def inverted_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[
     """``benchmarks/inverted_digits.py`` records: per detector and normal digit, the test AUROC of every score (the
     default first), the ink AUROC, the reconstruction and generator spreads and the template AUROC."""
     head = ["detector", "normal", "AUROC per score (default first)", "ink AUROC", "x' spread / x spread",
-            "G(z) spread / x spread", "||x - template|| AUROC", "||x - mean image|| AUROC"]
+            "G(z) spread / x spread", "distance to template: AUROC", "distance to mean image: AUROC"]
     rows = []
     last: dict[tuple[str, int], dict[str, Any]] = {}
     for r in records:
         last[(r["detector"], r["normal"])] = r  # the latest record of each
     for (det, normal), r in sorted(last.items(), key=lambda kv: (kv[0][1] != 1, kv[0])):
-        order = [r["default_score"]] + [s for s in r["scores"] if s != r["default_score"]]
+        default = {"auto": "image_feature"}.get(r["default_score"], r["default_score"])  # f-AnoGAN izi_f: eq. 3.4
+        order = [default] + [s for s in r["scores"] if s != default]
         scores = ", ".join(f"{s} {r['scores'][s]['auroc']:.3f}" for s in order)
         g = r.get("g_spread")
         rows.append([det, str(normal), scores, f"{r['ink_auroc']:.3f}", f"{r['rec_spread']:.3f}",
