@@ -38,3 +38,10 @@ bench mtd     --out $R/showcase.jsonl --save-models $M --detectors vae,ae --seed
 bench erase32 --out $R/showcase.jsonl --save-models $M --detectors vae --variants unregularized --seeds 0
 anogen report $R/*.jsonl $R/peers/*.jsonl -o benchmarks/report   # showcase.jsonl sorts after the suites it repeats
 python benchmarks/update_docs.py
+# Issue 14: model selection without labels (one run per detector measures labelled / synthetic / last-epoch selection)
+# and lighting drift (MTD test images under brightness / gamma shifts, with and without intensity standardisation)
+bench selection-digits --out $R/selection.jsonl
+bench selection-coil   --out $R/selection.jsonl --data-root "$DATA"
+bench selection-mtd    --out $R/selection.jsonl --data-root "$DATA" --detectors ae,vae,algan,alad,ganomaly,skip_ganomaly,bigan,sencebgan
+bench drift            --out $R/drift.jsonl     --data-root "$DATA"
+python benchmarks/inverted_digits.py --out $R/inverted-digits.jsonl   # every score of the inverted one-class digits

@@ -28,6 +28,12 @@ def main() -> int:
                     "CPU scale unless the settings say otherwise; from `benchmarks/results/*.jsonl`, made by the "
                     "commands in `benchmarks/run_cpu.sh`.\n\n" + table)
             report.inject(doc, "results", text)
+    without_labels = report.issue14_markdown(records, ROOT / "docs" / "fig")  # selection and drift suites
+    if without_labels:
+        report.inject(ROOT / "docs" / "selection.md", "results", without_labels)
+    inverted = read_records(ROOT / "benchmarks" / "results" / "inverted-digits.jsonl")
+    if inverted:
+        report.inject(ROOT / "docs" / "selection.md", "inverted", report.markdown(*report.inverted_table(inverted)))
     summary = ROOT / "benchmarks" / "report" / "results.md"
     if summary.exists():
         body = summary.read_text().split("\n", 3)[-1]  # drop the page title

@@ -142,7 +142,7 @@ def _record_steps(monkeypatch):
 @pytest.mark.parametrize("n_z,fresh", [(2, {1, 2, 4, 6}), (3, {1, 3, 6})])
 def test_latents_resampled_exactly_when_i_mod_nz_is_0(monkeypatch, digits, n_z, fresh):
     steps = _record_steps(monkeypatch)
-    anogen.create("algan", **TINY, epochs=6, n_z=n_z, n_dis=1).fit(digits[0][:24])  # 3 batches per epoch
+    anogen.create("algan", **TINY, epochs=6, n_z=n_z, n_dis=1, selection="last").fit(digits[0][:24])  # 3 batches
     by_epoch = {e: [(zd, zg) for ep, zd, zg in steps if ep == e] for e in range(1, 7)}
     assert all(len(v) == 3 for v in by_epoch.values())
     for e, v in by_epoch.items():  # held fixed over the batches of an epoch
@@ -175,7 +175,7 @@ def test_generator_step_uses_only_normal_latents(monkeypatch, digits):
                                           self.z_d_.clone())))
 
     monkeypatch.setattr(ALGAN, "build", build)
-    det = anogen.create("algan", **{**TINY, "latent_dim": 64}, epochs=2).fit(digits[0][:24])
+    det = anogen.create("algan", **{**TINY, "latent_dim": 64}, epochs=2, selection="last").fit(digits[0][:24])
     grad_calls = [c for c in calls if c[1]]
     assert len(grad_calls) == 6  # one G step per batch
     for z, _, zg, zd in grad_calls:

@@ -61,9 +61,16 @@ def test_validation_keeps_best_state():
 
 def test_threshold_from_training_scores_without_validation():
     normal, vx, vy = _bright_vs_dark()
-    det = _MeanDetector(epochs=1, image_size=8, channels=1, verbose=False, contamination=0.1).fit(normal)
+    det = _MeanDetector(epochs=1, image_size=8, channels=1, verbose=False, contamination=0.1, selection="last")
+    det.fit(normal)
     assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.9))
     assert det.predict(vx)[20:].all()
+    # the default without labels (selection "synthetic"): the held-out normals calibrate
+    det = _MeanDetector(epochs=1, image_size=8, channels=1, verbose=False, contamination=0.1).fit(normal)
+    from anogen.data.synthetic import holdout_indices
+
+    held = holdout_indices(len(normal), det.holdout, det.seed)[1].numpy()
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_[held], 0.9))
 
 
 def test_divergence_raises_and_writes_nothing(tmp_path):

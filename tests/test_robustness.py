@@ -203,13 +203,13 @@ def test_divergence_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     monkeypatch.setattr(AE, "train_step", exploding)
     with pytest.raises(TrainingDiverged, match=r"loss rec = nan at epoch 3, step 1 \(training step 9\).*last good "
                                                r"checkpoint \(after epoch 2\) is kept at"):
-        _det("ae", epochs=4).fit(train, checkpoint=ckpt)  # 32 images / batch 8 = 4 steps per epoch
+        _det("ae", epochs=4, selection="last").fit(train, checkpoint=ckpt)  # 32 images / batch 8 = 4 steps / epoch
     assert os.listdir(tmp_path) == ["c.ckpt"]
     meta, tensors = read_checkpoint(ckpt)  # intact and loadable
     assert meta["epoch"] == 2 and all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     monkeypatch.setattr(AE, "train_step", good_step)
-    resumed = _det("ae", epochs=4).fit(train, checkpoint=ckpt, resume=True)  # continues after the fix
-    np.testing.assert_array_equal(resumed.decision_function(test), _det("ae", epochs=4).fit(train)
+    resumed = _det("ae", epochs=4, selection="last").fit(train, checkpoint=ckpt, resume=True)  # after the fix
+    np.testing.assert_array_equal(resumed.decision_function(test), _det("ae", epochs=4, selection="last").fit(train)
                                   .decision_function(test))
 
 

@@ -63,6 +63,8 @@ class Suite:
     max_test: int | None = 2000
     """cap on validation and test images each at ``--scale cpu`` (stratified by label; None: all)"""
     description: str = ""
+    evaluate: str = ""
+    """an extra measurement per run from :mod:`anogen.evaluations`: "selection" or "drift" ("" none)"""
 
 
 def _gans() -> list[str]:
@@ -185,10 +187,43 @@ def _suites() -> dict[str, Suite]:
               classes=list(range(10)), seeds=[0], variants=PRECISION_VARIANTS, cpu=gray, paper=gray,
               max_train=None, max_test=None,
               description="fp32 vs bf16 (autocast + channels-last) on one-class digits, every digit normal in turn"),
+        *_issue14_suites(),
         Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
               variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
               description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
     ]}
+
+
+SELECTION_DETECTORS = ["ae", "vae", "algan", "bigan", "ce_bigan", "alad", "f_anogan", "ganomaly", "skip_ganomaly",
+                       "ebgan", "encebgan", "sencebgan"]
+"""the iterative detectors of the selection suites (AnoGAN's latent search and ALGAN-feature's backbone are left out
+for CPU time; run them with --detectors anogan,algan_feature)"""
+DRIFT_DETECTORS = ["ae", "vae", "gmm", "iforest", "algan", "ganomaly", "skip_ganomaly", "alad"]
+
+
+def _issue14_suites() -> list[Suite]:
+    """Model selection without labels (labels vs synthetic vs last epoch, one run each) and lighting drift."""
+    mtd = "mtd:{root}/mtd,splits={root}/mtd_splits.json"
+    sel = {"selection": "synthetic", "val_every": 4}  # selects on synthetic defects; labels are only measured
+    desc = ("model selection: labelled validation vs synthetic defects of held-out normals vs last epoch (one run; "
+            "validation every 4 epochs)")
+    return [
+        Suite("selection-digits", SELECTION_DETECTORS, ["digits:normal={normal}"], classes=list(range(10)),
+              seeds=[0], cpu={"channels": 1, **sel}, paper={"channels": 1, **sel}, max_train=None, max_test=None,
+              evaluate="selection", description=desc + ", one-class digits"),
+        Suite("selection-mtd", SELECTION_DETECTORS, [mtd], seeds=[0], cpu={"channels": 1, "image_size": 32, **sel},
+              paper={"channels": 1, "image_size": 256, **sel}, max_train=None, max_test=None, evaluate="selection",
+              description=desc + ", MTD (shared split file)"),
+        Suite("selection-coil", SELECTION_DETECTORS, ["coil:{root}/coil17,n_normal=10"], seeds=[0],
+              cpu={"channels": 3, "image_size": 32, **sel}, paper={"channels": 3, "image_size": 128, **sel},
+              max_train=None, max_test=None, evaluate="selection", description=desc + ", COIL-17 (10 normal)"),
+        Suite("drift", DRIFT_DETECTORS, [mtd], seeds=[0],
+              variants={"plain": {"intensity": "none"}, "standardize": {"intensity": "standardize"}},
+              cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 256},
+              max_train=None, max_test=None, evaluate="drift",
+              description="lighting drift: MTD test images under brightness x0.9 / x1.1 and gamma 0.8 / 1.25, "
+                          "with and without per-image intensity standardisation"),
+    ]
 
 
 SUITES = _suites()
@@ -215,6 +250,7 @@ class Run:
     data: str = ""
     """the data spec as recorded: the data root written as ``DATA`` (``spec`` holds the real path), so records and
     run ids carry no path of the machine that made them"""
+    evaluate: str = ""
 
     @property
     def key(self) -> str:
@@ -287,7 +323,8 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
                         ov = {**base, **own, **vover, **(extra or {}), "seed": seed, "verbose": False}
                         runs.append(Run(suite.name, name, spec, normal, seed, vname, ov, scale,
                                         suite.max_train if scale == "cpu" else None,
-                                        suite.max_test if scale == "cpu" else None, data=shown))
+                                        suite.max_test if scale == "cpu" else None, data=shown,
+                                        evaluate=suite.evaluate))
     return runs
 
 
@@ -320,8 +357,22 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     val, test = _cap(split.val, run.max_test, rng), _cap(split.test, run.max_test, rng)
     det = anogen.create(run.detector, **run.overrides)
     _reset_peak()
+    extra: dict[str, Any] = {}
+    if run.evaluate == "selection":
+        from anogen.evaluations import selection_tracker
+
+        det._on_validate, test_aucs = selection_tracker(det, test.x, test.y)  # reported only for picked states
     det.fit(train.x, **fit_kwargs(val))
     scores, m = evaluate(det, test)  # image metrics, scoring time, pixel AUROC where there are masks and maps
+    if run.evaluate == "selection":
+        from anogen.evaluations import selection_metrics
+
+        n = det.health_.get("n_heldout")  # the hold-out normals; five defective copies each
+        extra["selection"] = selection_metrics(det.history_, test_aucs, n, None if n is None else 5 * n)
+    elif run.evaluate == "drift":
+        from anogen.evaluations import drift_metrics
+
+        extra["drift"] = drift_metrics(det, test.x, test.y)
     model_file = None
     if models_dir is not None:
         model_file = str(det.save(Path(models_dir) / f"{run.key}.anogen"))
@@ -333,6 +384,7 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
         "test_labels": test.y.astype(int).tolist() if len(test) <= MAX_STORED_SCORES else None,
         "test_scores": [float(f"{v:.6g}") for v in scores] if len(test) <= MAX_STORED_SCORES else None,
         "wall_seconds": time.perf_counter() - t0, "device": str(det._device()),
+        "selection_mode": getattr(det, "selection_", None), "health": getattr(det, "health_", None), **extra,
     }
 
 

@@ -54,6 +54,9 @@ def _print_summary(console: Any, record: dict[str, Any]) -> None:
             rows.append(("pixel AUROC", f"{m['pixel_auroc']:.4f}"))
         if record.get("val_auroc") is not None:
             rows.append((f"validation AUROC (best, epoch {record['best_epoch']})", f"{record['val_auroc']:.4f}"))
+        if record.get("synthetic_auroc") is not None:
+            rows.append((f"synthetic-defect AUROC (best, epoch {record['best_epoch']})",
+                         f"{record['synthetic_auroc']:.4f}"))
         rows += [("fit time", f"{record['fit_seconds']:.3g} s"), ("scoring", f"{m['score_ms_per_image']:.3f} ms/image")]
         for r in rows:
             t.add_row(*r)
@@ -62,9 +65,25 @@ def _print_summary(console: Any, record: dict[str, Any]) -> None:
         console.print(f"fit in {record['fit_seconds']:.1f} s; threshold {record['threshold']:.4g}")
     if record.get("channels"):
         console.print(f"channels: {record['channels']}")
+    _print_health(console, record.get("health"))
     console.print("wrote:")
     for k, v in record["files"].items():
         console.print(f"  {k:<10} {escape(v)}")
+
+
+def _print_health(console: Any, health: dict[str, Any] | None) -> None:
+    """The fit's health check (:mod:`anogen.health`) in plain sentences."""
+    from rich.markup import escape
+
+    if not health or not health.get("checked"):
+        console.print(f"health check: not run ({escape((health or {}).get('reason', 'no health data'))})")
+        return
+    auc = health.get("synthetic_auroc")
+    what = f"synthetic-defect AUROC {auc:.3f}, " if auc is not None else ""
+    console.print(f"health check on {health['n_heldout']} held-out normal images ({health['normals']}): {what}"
+                  f"train vs held-out KS {health['ks']:.2f}: " + ("ok" if health["ok"] else "[yellow]WARNING[/]"))
+    for w in health.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(w)}")
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -189,6 +208,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     meta = dict(det.metadata_)
     meta["file"] = str(Path(args.model))
     sys.stdout.write(json.dumps(meta, indent=2) + "\n")
+    _print_health(_console(stderr=True), meta.get("health"))  # the JSON stays clean on stdout
     return 0
 
 

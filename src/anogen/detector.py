@@ -31,6 +31,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -55,8 +56,9 @@ from anogen.checkpoint import (
     split_prefixed,
     write_checkpoint,
 )
+from anogen.data.synthetic import defective_copies, holdout_indices
 from anogen.data.transforms import (
-    AUGMENTATIONS, CHANNEL_MODES, NORMALIZATIONS, RESIZE_MODES, InputError, Preprocess, augment, is_vector_input,
+    AUGMENTATIONS, CHANNEL_MODES, INTENSITIES, NORMALIZATIONS, RESIZE_MODES, InputError, Preprocess, augment, is_vector_input,
     reject_unsupported, to_vectors,
 )
 from anogen.estimator import EstimatorAPI, not_fitted
@@ -65,6 +67,9 @@ from anogen.params import device as device_name
 from anogen.inference import scoring_mode, scoring_view
 
 FORMAT_VERSION = 1
+SELECTIONS = ("auto", "labels", "synthetic", "last")
+MIN_SYNTHETIC_TRAIN = 20
+"""``selection="auto"`` without labels holds out images only from at least this many training images"""
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -72,6 +77,11 @@ PRECISIONS = ("fp32", "bf16")
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when scoring or saving a detector before ``fit``."""
+
+
+class HealthWarning(UserWarning):
+    """Issued by ``fit`` when the health check finds a model that cannot tell normal images from synthetic defects,
+    or that scores unseen normal images unlike its training images (see :mod:`anogen.health`)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,6 +114,8 @@ class Detector(EstimatorAPI):
     """interpolation to image_size: bilinear, bicubic, nearest, area, or none (refuse other sizes)"""
     normalize: str = "tanh"
     """pixel scaling: tanh ([-1, 1]), unit ([0, 1]) or imagenet (mean / std)"""
+    intensity: str = "none"
+    """"standardize" removes each image's global intensity (mean and contrast) before normalize: lighting drift"""
     augment: tuple[str, ...] = ()
     """training augmentations, any of hflip, vflip, rotate, rot90"""
     patch_size: int = 0
@@ -111,7 +123,13 @@ class Detector(EstimatorAPI):
     patch_stride: int = 16
     """stride of the scoring window in patch mode (the last window touching each border is always added)"""
     val_every: int = 8
-    """validate every this many epochs when labelled validation data is given (the best state is kept)"""
+    """validate every this many epochs (labelled and / or synthetic validation; the selected best state is kept)"""
+    selection: str = "auto"
+    """state kept: labels (best labelled-validation AUROC), synthetic (best AUROC of held-out normals vs synthetic
+    defects, no label used; the last state when within one standard error), last (the final epoch); auto = labels
+    when val_y is given, else synthetic for images"""
+    holdout: float = 0.1
+    """share of the normal training images held out (selection synthetic): validation, threshold, health check"""
     contamination: float = 0.01
     """share of normal calibration scores above the threshold (threshold_ = their 1 - contamination quantile)"""
     eval_batch_size: int = 64
@@ -133,6 +151,8 @@ class Detector(EstimatorAPI):
         "patch_size": integer(0), "patch_stride": integer(1), "val_every": integer(1),
         "contamination": real(0.0, 0.5, lo_open=True, hi_open=True), "eval_batch_size": integer(1),
         "verbose": flag(), "precision": one_of(PRECISIONS), "channels_last": flag(),
+        "intensity": one_of(INTENSITIES), "selection": one_of(SELECTIONS),
+        "holdout": real(0.0, 1.0, lo_open=True, hi_open=True),
     }
 
     name: ClassVar[str] = "detector"
@@ -235,6 +255,7 @@ class Detector(EstimatorAPI):
             channel_mode=self.channel_mode,
             resize=self.resize,
             normalize=self.normalize,
+            intensity=self.intensity,
         )
 
     # ------------------------------------------------------------------ data
@@ -338,6 +359,7 @@ class Detector(EstimatorAPI):
         self.input_kind_ = self._kind_of(x)
         self._check_patch_fields(self.input_kind_)
         ckpt = make_plan(self, checkpoint, checkpoint_every, resume)
+        x, split_idx, held, val_x, val_unit = self._selection_setup(x, val_x, val_y)  # no label is read for a hold-out
         xt = self._prepare(x)
         x_fit = xt  # what setup_data / fit_once see: the training set, or one random crop per image in patch mode
         if self.patch_size > 0:
@@ -362,6 +384,7 @@ class Detector(EstimatorAPI):
             self.nets_ = nn.ModuleDict()
         self.nets_.to(dev)
         self.setup_data(x_fit)
+        self._synthetic_val = None if held is None else (self._prepare(held[0]), self._prepare(held[1]))
         _dist.prepare(self)  # under torch.distributed: rank 0's weights on every rank, per-rank RNG streams
         self.history_: list[dict[str, float]] = []
         self._log = _open_log(log_dir, self) if log_dir is not None and _dist.is_main() else None
@@ -374,9 +397,16 @@ class Detector(EstimatorAPI):
         self.nets_.eval()
         self.decision_scores_ = self._score_prepared(xt)
         calib = self.decision_scores_
+        trained_scores, checked = self.decision_scores_, self._health_scores(vx, vy, val_unit)
+        if held is not None:  # scores of every training image, in the caller's order; calibrate on the hold-out
+            calib = checked[0]
+            keep, hold = split_idx
+            self.decision_scores_ = np.empty(len(keep) + len(hold))
+            self.decision_scores_[keep.numpy()], self.decision_scores_[hold.numpy()] = trained_scores, calib
         if vx is not None:
             vs = self._score_prepared(vx)
             calib = vs if vy is None else vs[vy == 0]
+        self._check_health(trained_scores, checked)
         self.threshold_ = float(np.quantile(calib, 1.0 - self.contamination))
         s = self.decision_scores_
         self.train_stats_ = {
@@ -391,8 +421,6 @@ class Detector(EstimatorAPI):
 
     def _train_loop(self, xt: Tensor, vx: Tensor | None, vy: np.ndarray | None,
                     ckpt: CheckpointPlan | None = None) -> None:
-        from sklearn.metrics import roc_auc_score
-
         dev = self._device()
         n = len(xt)
         bs, shard = _dist.global_batch(self.batch_size, n)  # N ranks: N x batch_size, this rank's slice of it
@@ -446,22 +474,110 @@ class Detector(EstimatorAPI):
                 rec: dict[str, float] = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}}
                 last = epoch + 1 == self.epochs
                 selectable = epoch + 1 >= self.selectable_from_epoch()
-                if vy is not None and vx is not None and selectable and ((epoch + 1) % self.val_every == 0 or last):
-                    auc = float(roc_auc_score(vy, self._score_prepared(vx)))
-                    rec["val_auroc"] = auc
-                    if auc > best_auc:
+                if selectable and ((epoch + 1) % self.val_every == 0 or last):
+                    auc = self._validate(rec, vx, vy)  # the AUROC that selects (selection_), or None ("last")
+                    if auc is not None and auc > best_auc:
                         best_auc, self.best_epoch_ = auc, epoch + 1
                         best_state = (copy.deepcopy(self.nets_.state_dict()), copy.deepcopy(self.extra_state()))
-                    prog.console.log(f"epoch {epoch + 1}: validation AUROC {auc:.4f} (best {best_auc:.4f})")
+                    if auc is not None:
+                        prog.console.log(f"epoch {epoch + 1}: {self.selection_} validation AUROC {auc:.4f} "
+                                         f"(best {best_auc:.4f})")
                 self.history_.append(rec)
                 if log is not None:
                     log.epoch(self, rec, xt)
                 if ckpt is not None and ckpt.every > 0 and (epoch + 1) % ckpt.every == 0 and _dist.is_main():
                     write_checkpoint(self, ckpt, epoch + 1, gen, best_auc, best_state)
+        syn = getattr(self, "_synthetic_val", None)
+        if self.selection_ == "synthetic" and best_state is not None and syn is not None:
+            from anogen.health import synthetic_choice  # the last state unless the best is clearly better
+
+            self.best_epoch_ = synthetic_choice(self.history_, len(syn[0]), len(syn[1]))
+            if self.best_epoch_ == self.history_[-1]["epoch"]:
+                best_state, best_auc = None, self.history_[-1]["synthetic_auroc"]
+                self.synthetic_auroc_ = best_auc
         if best_state is not None:
             self.nets_.load_state_dict(best_state[0])
             self.load_extra_state(best_state[1])
-            self.val_auroc_ = best_auc
+            setattr(self, "val_auroc_" if self.selection_ == "labels" else "synthetic_auroc_", best_auc)
+
+    # ------------------------------------------------------------------ selection without labels, health check
+    def _unit_images(self, data: Any) -> Tensor:
+        """Images -> (N, C, S, S) unit tensors: this model's channels and size, before intensity / normalisation
+        (``_prepare`` of them equals ``_prepare`` of ``data``, bit for bit)."""
+        return dataclasses.replace(self.preprocess, normalize="unit", intensity="none")(data)
+
+    def _selection_setup(self, x: Any, val_x: Any, val_y: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """Resolve ``selection_``; for "synthetic", hold out ``holdout`` of the normal training images ``x`` (never
+        validation data; no label is read) and make one synthetic defective copy of each.
+
+        Returns (training input, (kept, held) index tensors or None, (held normals, their defective copies) as unit
+        images or None, validation input, validation unit images or None)."""
+        sel, kind, labelled = self.selection, self.input_kind_, val_y is not None
+        if sel not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {sel!r}")
+        if sel == "labels" and not labelled:
+            raise InputError("selection='labels' needs labelled validation data (val_x with val_y); without labels "
+                             "use selection='synthetic' (held-out normals vs synthetic defects) or 'last'")
+        if sel == "synthetic" and kind != "image":
+            raise InputError(f"selection='synthetic' makes defects in images; this {self.name} model was given "
+                             "feature vectors (use selection='labels' with val_x / val_y, or 'last')")
+        val_unit = None
+        if kind == "image" and val_x is not None:
+            val_x = val_unit = self._unit_images(val_x)
+        if sel == "synthetic" or (sel == "auto" and not labelled and kind == "image"):
+            x = self._unit_images(x)
+            if sel == "auto":
+                sel = "synthetic" if len(x) >= MIN_SYNTHETIC_TRAIN else "last"
+        elif sel == "auto":
+            sel = "labels" if labelled else "last"
+        self.selection_ = sel
+        if sel != "synthetic":
+            return x, None, None, val_x, val_unit
+        keep, hold = holdout_indices(len(x), self.holdout, self.seed)
+        normals = x[hold]
+        return x[keep], (keep, hold), (normals, defective_copies(normals, self.seed)), val_x, val_unit
+
+    def _validate(self, rec: dict[str, float], vx: Tensor | None, vy: np.ndarray | None) -> float | None:
+        """Validation of the current state into ``rec``: labelled AUROC (with val_y) and synthetic AUROC (with a
+        hold-out); returns the one ``selection_`` selects on (None for "last")."""
+        from sklearn.metrics import roc_auc_score
+
+        if vy is not None and vx is not None:
+            rec["val_auroc"] = float(roc_auc_score(vy, self._score_prepared(vx)))
+        syn = getattr(self, "_synthetic_val", None)
+        if syn is not None:
+            s = np.r_[self._score_prepared(syn[0]), self._score_prepared(syn[1])]
+            rec["synthetic_auroc"] = float(roc_auc_score(np.r_[np.zeros(len(syn[0])), np.ones(len(syn[1]))], s))
+        hook = getattr(self, "_on_validate", None)
+        if hook is not None:
+            hook(self, rec)  # benchmarks: measure each candidate state (never part of the selection)
+        return rec.get({"labels": "val_auroc", "synthetic": "synthetic_auroc"}.get(self.selection_, ""))
+
+    def _health_scores(self, vx: Tensor | None, vy: np.ndarray | None,
+                       val_unit: Tensor | None) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+        """Scores of held-out normals and of their synthetic defective copies: the hold-out, else the normal
+        validation images (copies only for images), else None."""
+        syn = getattr(self, "_synthetic_val", None)
+        if syn is not None:
+            return self._score_prepared(syn[0]), self._score_prepared(syn[1]), "holdout"
+        if vx is None:
+            return None
+        normal = torch.from_numpy(np.ones(len(vx), dtype=bool) if vy is None else vy == 0)
+        anomalies = None
+        if val_unit is not None:
+            anomalies = self._score_prepared(self._prepare(defective_copies(val_unit[normal], self.seed)))
+        return self._score_prepared(vx[normal]), anomalies, "validation"
+
+    def _check_health(self, trained_scores: np.ndarray, checked: tuple[Any, Any, str] | None) -> None:
+        """``health_`` (:func:`anogen.health.health_report`); each finding is also a :class:`HealthWarning`."""
+        from anogen.health import health_report
+
+        normals, anomalies, source = checked if checked is not None else (None, None, "")
+        self.health_ = health_report(self.name, trained_scores, normals, anomalies, source)
+        self._synthetic_val = None
+        if _dist.is_main():
+            for w in self.health_["warnings"]:
+                warnings.warn(w, HealthWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
@@ -630,6 +746,9 @@ class Detector(EstimatorAPI):
             "history": self.history_,
             "best_epoch": getattr(self, "best_epoch_", None),
             "val_auroc": getattr(self, "val_auroc_", None),
+            "selection": getattr(self, "selection_", None),
+            "synthetic_auroc": getattr(self, "synthetic_auroc_", None),
+            "health": getattr(self, "health_", None),
             "fit_seconds": getattr(self, "fit_seconds_", None),
             "machine": platform.platform(),
         }
@@ -723,7 +842,7 @@ def _from_model_file(path: Path, meta: dict[str, Any], tensors: dict[str, Tensor
     det.threshold_ = float(threshold)
     det.train_stats_ = meta.get("train_stats")
     det.history_ = meta.get("history") or []
-    for key in ("best_epoch", "val_auroc", "fit_seconds"):
+    for key in ("best_epoch", "val_auroc", "fit_seconds", "selection", "synthetic_auroc", "health"):
         if meta.get(key) is not None:
             setattr(det, key + "_", meta[key])
     det.metadata_ = meta

@@ -408,3 +408,32 @@ def validation_curves(
         _int_ticks(ax)
         ax.legend(loc="lower right", fontsize=8, ncols=1 if len(series) <= 8 else 2)
     return _save(fig, path)
+
+
+def drift_bars(
+    drops: dict[str, dict[str, dict[str, float]]], path: str | Path | None = None, *,
+    title: str = "AUROC change under lighting shifts",
+) -> Figure:
+    """One panel per preprocessing variant: per detector, the test AUROC under each shift minus the unshifted one.
+
+    ``drops``: ``{variant: {detector: {shift: AUROC(shifted) - AUROC(unshifted)}}}`` (the drift suite)."""
+    if not drops:
+        raise ValueError("no drift results to plot")
+    variants = list(drops)
+    dets = sorted({d for v in drops.values() for d in v})
+    shifts = list(dict.fromkeys(s for v in drops.values() for d in v.values() for s in d))
+    with _style():
+        fig = _figure(max(6.0, 0.8 * len(dets) + 1.5), 2.6 * len(variants) + 0.4)
+        axes = fig.subplots(len(variants), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+        width = 0.8 / max(len(shifts), 1)
+        for ax, var in zip(axes, variants):
+            for k, (shift, c) in enumerate(zip(shifts, _CYCLE * 2)):
+                vals = [drops[var].get(d, {}).get(shift, np.nan) for d in dets]
+                ax.bar(np.arange(len(dets)) + (k - (len(shifts) - 1) / 2) * width, vals, width, color=c, label=shift)
+            for y in (-0.02, 0.02):
+                ax.axhline(y, color="0.55", lw=1, ls="--")
+            ax.axhline(0, color="0.2", lw=0.8)
+            ax.set(ylabel="AUROC change", title=f"{title}: {var}")
+        axes[-1].set_xticks(np.arange(len(dets)), dets, rotation=30, ha="right")
+        axes[0].legend(loc="lower left", fontsize=8, ncols=len(shifts))
+    return _save(fig, path)

@@ -457,6 +457,13 @@ def build(record_files: Iterable[str | Path], out_dir: str | Path, data_root: st
             body.append('<div class="figs">' + "".join(
                 f'<figure><img src="fig/{p.name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption>'
                 f'</figure>' for c, p in figs) + "</div>")
+    without_labels = issue14_markdown(records, fig_dir)  # selection and drift suites (issue 14)
+    if without_labels:
+        md += ["## Working without labelled anomalies", "", without_labels]
+        body.append("<h2 id='without-labels'>Working without labelled anomalies</h2>" + "".join(
+            _html_table(*t(rs)) for t, rs in ((selection_table, [r for r in records if r.get("selection")]),
+                                              (drift_table, [r for r in records if r.get("drift")])) if rs)
+            + ("<img src='fig/drift.png' alt='drift'>" if (fig_dir / "drift.png").exists() else ""))
     if speed:
         head, rows = speed_table(speed)
         md += ["## speed", "", "Scoring time per image and throughput at batch 1 and 64, achieved GFLOP/s against the "
@@ -528,3 +535,141 @@ def inject(path: str | Path, marker: str, text: str) -> bool:
     if new != old:
         path.write_text(new)
     return new != old
+
+
+# ---------------------------------------------------------------------------------------------------- issue 14
+SELECTION_MODES = ("labels", "synthetic", "synthetic_best", "last")
+
+
+def selection_results(r: dict[str, Any]) -> dict[str, float]:
+    """Test AUROC per selection mode of one selection record, the modes' epochs taken from its history by
+    :func:`anogen.evaluations.pick_epochs` (the rule of the current code; the record stores the test AUROC of every
+    epoch its own rules picked, and the synthetic rule's pick is always one of its best and last epochs)."""
+    from anogen.evaluations import pick_epochs
+
+    n = (r.get("health") or {}).get("n_heldout")
+    tested = {v["epoch"]: v["test_auroc"] for v in r["selection"].values() if v.get("epoch") is not None}
+    picks = pick_epochs(r["history"], n, None if n is None else 5 * n)
+    return {m: tested[picks[m]] for m in SELECTION_MODES}
+
+
+def selection_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The selection suites: per data set and detector, mean test AUROC (over classes and seeds) of the state each
+    mode picks, synthetic - labels, and the data set's mean over detectors (one row per data set, ``all``)."""
+    recs = [{**r, "modes": selection_results(r)} for r in records if r.get("selection")]
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        by[(r["suite"].removeprefix("selection-"), r["detector"])].append(r)
+    head = ["data", "detector", "runs", *[f"{m} AUROC" for m in SELECTION_MODES], "synthetic - labels",
+            "synthetic - last"]
+    rows: list[list[str]] = []
+    for data in sorted({k[0] for k in by}):
+        per_det = []
+        for (d, det), rs in sorted(by.items()):
+            if d != data:
+                continue
+            means = [float(np.mean([r["modes"][m] for r in rs])) for m in SELECTION_MODES]
+            per_det.append(means)
+            rows.append([data, det, str(len(rs)), *[f"{v:.3f}" for v in means], f"{means[1] - means[0]:+.3f}",
+                         f"{means[1] - means[3]:+.3f}"])
+        m = np.mean(per_det, axis=0)
+        rows.append([data, "**mean over detectors**", str(sum(len(rs) for (d, _), rs in by.items() if d == data)),
+                     *[f"**{v:.3f}**" for v in m], f"**{m[1] - m[0]:+.3f}**", f"**{m[1] - m[3]:+.3f}**"])
+    return head, rows
+
+
+def health_summary(records: list[dict[str, Any]]) -> str:
+    """One generated sentence: how the health check's synthetic AUROC (< 0.6 warns) matched the test AUROC."""
+    from scipy.stats import spearmanr
+
+    from anogen.health import MIN_AUROC
+
+    rs = [r for r in records if (r.get("health") or {}).get("synthetic_auroc") is not None]
+    if not rs:
+        return ""
+    syn = np.array([r["health"]["synthetic_auroc"] for r in rs])
+    test = np.array([r["metrics"]["auroc"] for r in rs])
+    warned = syn < MIN_AUROC
+    bad, good = test < 0.6, test >= 0.9
+    ks = sum(any("overfitting" in w for w in r["health"]["warnings"]) for r in rs)
+    return (f"Health check over these {len(rs)} runs (final states): the synthetic-defect AUROC warned (< {MIN_AUROC}) "
+            f"on {int((warned & bad).sum())} of the {int(bad.sum())} runs with test AUROC < 0.6 and on "
+            f"{int((warned & good).sum())} of the {int(good.sum())} with test AUROC >= 0.9; Spearman correlation "
+            f"of synthetic and test AUROC {spearmanr(syn, test)[0]:.2f}; the overfitting test (KS) warned on {ks}.")
+
+
+def drift_drops(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{variant: {detector: {shift: AUROC(shifted) - AUROC(unshifted)}}}``, means over seeds (the drift suite)."""
+    acc: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in records:
+        d = r.get("drift")
+        if d:
+            for shift, v in d.items():
+                if shift != "none":
+                    acc[r["variant"]][r["detector"]][shift].append(v - d["none"])
+    return {var: {det: {s: float(np.mean(v)) for s, v in sh.items()} for det, sh in dets.items()}
+            for var, dets in acc.items()}
+
+
+def drift_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The drift suite: per detector and variant, test AUROC unshifted and under each shift, and the largest drop."""
+    recs = [r for r in records if r.get("drift")]
+    shifts = list(dict.fromkeys(s for r in recs for s in r["drift"] if s != "none"))
+    head = ["detector", "intensity", "unshifted", *shifts, "largest drop"]
+    by: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in recs:
+        by[(r["detector"], r["variant"])].append(r)
+    rows = []
+    for (det, var), rs in sorted(by.items()):
+        base = float(np.mean([r["drift"]["none"] for r in rs]))
+        vals = [float(np.mean([r["drift"][s] for r in rs])) for s in shifts]
+        rows.append([det, var, f"{base:.3f}", *[f"{v:.3f}" for v in vals], f"{max(base - v for v in vals):+.3f}"])
+    return head, rows
+
+
+def issue14_markdown(records: list[dict[str, Any]], fig_dir: Path | None = None) -> str:
+    """Markdown of the selection and drift tables (and the drift figure into ``fig_dir``), "" without records."""
+    out = []
+    sel = [r for r in records if r["suite"].startswith("selection-") and r.get("selection")]
+    if sel:
+        head, rows = selection_table(sel)
+        commits = sorted({(r.get("git_commit") or "?")[:8] for r in sel})
+        out += ["### Model selection: labelled validation vs synthetic defects vs last epoch", "",
+                "Test AUROC of the state each mode keeps, from one training run per detector, data set, class and "
+                f"seed (`benchmarks/results/selection.jsonl`, commit {', '.join(commits)}).", "",
+                markdown(head, rows), ""]
+    if sel:
+        out += [health_summary(sel), ""]
+    dr = [r for r in records if r["suite"] == "drift" and r.get("drift")]
+    if dr:
+        head, rows = drift_table(dr)
+        commits = sorted({(r.get("git_commit") or "?")[:8] for r in dr})
+        out += ["### Lighting drift (MTD)", "", "Test AUROC with the test images (normal and defective alike) under "
+                "each shift; training untouched; largest drop = unshifted - worst shift "
+                f"(`benchmarks/results/drift.jsonl`, commit {', '.join(commits)}).", "", markdown(head, rows), ""]
+        if fig_dir is not None:
+            from anogen import plots
+
+            plots.drift_bars(drift_drops(dr), Path(fig_dir) / "drift.png")
+            out += ["![AUROC change under each shift, per detector, without and with intensity standardisation]"
+                    "(fig/drift.png)", ""]
+    return "\n".join(out)
+
+
+def inverted_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """``benchmarks/inverted_digits.py`` records: per detector and normal digit, the test AUROC of every score (the
+    default first), the ink AUROC, the reconstruction and generator spreads and the template AUROC."""
+    head = ["detector", "normal", "AUROC per score (default first)", "ink AUROC", "x' spread / x spread",
+            "G(z) spread / x spread", "distance to template: AUROC", "distance to mean image: AUROC"]
+    rows = []
+    last: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in records:
+        last[(r["detector"], r["normal"])] = r  # the latest record of each
+    for (det, normal), r in sorted(last.items(), key=lambda kv: (kv[0][1] != 1, kv[0])):
+        default = {"auto": "image_feature"}.get(r["default_score"], r["default_score"])  # f-AnoGAN izi_f: eq. 3.4
+        order = [default] + [s for s in r["scores"] if s != default]
+        scores = ", ".join(f"{s} {r['scores'][s]['auroc']:.3f}" for s in order)
+        g = r.get("g_spread")
+        rows.append([det, str(normal), scores, f"{r['ink_auroc']:.3f}", f"{r['rec_spread']:.3f}",
+                     "-" if g is None else f"{g:.3f}", f"{r['template_auroc']:.3f}", f"{r['mean_auroc']:.3f}"])
+    return head, rows

@@ -148,6 +148,7 @@ def train_and_report(
         "threshold": det.threshold_, "best_epoch": getattr(det, "best_epoch_", None),
         "val_auroc": getattr(det, "val_auroc_", None), "fit_seconds": det.fit_seconds_,
         "channels": channels_note(det),
+        "selection": det.selection_, "synthetic_auroc": getattr(det, "synthetic_auroc_", None), "health": det.health_,
     }
     test = split.test
     if test is not None and len(test) and len(np.unique(test.y)) == 2:

@@ -1,8 +1,8 @@
 """The one place where inputs become model tensors: decoding, channel mapping, resizing, normalisation, augmentation.
 
 Every detector declares its preprocessing in config fields (``image_size``, ``channels``, ``channel_mode``,
-``resize``, ``normalize``); :class:`Preprocess` applies them identically at fit and at scoring, and is saved with the
-model. Anything the configuration does not declare is an error naming what was expected and what came.
+``resize``, ``normalize``, ``intensity``); :class:`Preprocess` applies them identically at fit and at scoring, and is
+saved with the model. Anything the configuration does not declare is an error naming what was expected and what came.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ CHANNEL_MODES = ("convert", "strict")
 RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area", "none")
 NORMALIZATIONS = ("tanh", "unit", "imagenet")
 AUGMENTATIONS = ("hflip", "vflip", "rotate", "rot90")
+INTENSITIES = ("none", "standardize")
+STANDARD_MEAN, STANDARD_STD = 0.5, 0.125
+"""``intensity="standardize"``: every image is brought to this mean and standard deviation (unit scale)"""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class Preprocess:
         resize: interpolation used to reach ``image_size``, or ``none`` to refuse other sizes.
         normalize: ``tanh`` maps [0, 1] to [-1, 1] (generators with tanh output), ``unit`` keeps [0, 1],
             ``imagenet`` standardises with the ImageNet mean / std (pretrained backbones, 3 channels).
+        intensity: ``none``, or ``standardize``: each image's global intensity removed before ``normalize`` -- its
+            mean and standard deviation over all channels and pixels set to :data:`STANDARD_MEAN` /
+            :data:`STANDARD_STD` (a std below 1/255 is taken as 1/255, so a flat image stays flat), then clamped to
+            [0, 1] (beyond 4 standard deviations). A brightness gain or offset, and to first order a gamma change,
+            of the whole image then leaves the model's input unchanged (lighting drift between training and
+            inspection); colour ratios between channels are kept.
     """
 
     image_size: int
@@ -50,6 +59,7 @@ class Preprocess:
     channel_mode: str = "convert"
     resize: str = "bilinear"
     normalize: str = "tanh"
+    intensity: str = "none"
 
     def __post_init__(self) -> None:
         if self.image_size < 1 or self.channels < 0:
@@ -57,6 +67,7 @@ class Preprocess:
         _check_choice("channel_mode", self.channel_mode, CHANNEL_MODES)
         _check_choice("resize", self.resize, RESIZE_MODES)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_choice("intensity", self.intensity, INTENSITIES)
         if self.normalize == "imagenet" and self.channels not in (0, 3):
             raise ValueError(f"normalize='imagenet' needs channels=3, got channels={self.channels}")
 
@@ -120,6 +131,9 @@ class Preprocess:
         return F.interpolate(x, size=(s, s), mode=self.resize)
 
     def _normalize(self, x: Tensor) -> Tensor:
+        """Unit images -> model space: the declared ``intensity`` step, then ``normalize`` (ONNX export uses this)."""
+        if self.intensity == "standardize":
+            x = standardize_intensity(x)
         if self.normalize == "tanh":
             return x * 2 - 1
         if self.normalize == "imagenet":
@@ -127,6 +141,14 @@ class Preprocess:
             std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
             return (x - mean) / std
         return x
+
+
+def standardize_intensity(x: Tensor) -> Tensor:
+    """(N, C, H, W) unit images -> each with mean :data:`STANDARD_MEAN` and std :data:`STANDARD_STD` over (C, H, W),
+    clamped to [0, 1] (``intensity="standardize"``)."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1.0 / 255)
+    return ((x - mean) / std * STANDARD_STD + STANDARD_MEAN).clamp(0, 1)
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:

@@ -76,6 +76,10 @@ Deviations / choices (the thesis is silent or differs from the code on each):
 - Early stopping on the mean validation score of normal data (reference code, patience 10, and it tests the weights
   of the stop epoch, not the best ones) is not in the base loop and is left out: training runs ``epochs``. With
   labelled validation data the base ``fit(val_x=, val_y=)`` keeps the best state instead.
+- Known behaviour at the CPU preset (issue 14, ``docs/selection.md``): after 10 epochs on ~100 digit images
+  G(E(x)) hardly depends on x (reconstruction spread about 1 % of the inputs'), so every score compares x with
+  about one template image; with "1" normal every score inverts (test AUROC 0.22-0.30), with "0" normal they work
+  (0.88-1.0). Not a code defect: the method at a tiny training budget; the health check flags it.
 """
 
 from __future__ import annotations

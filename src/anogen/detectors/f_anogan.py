@@ -56,6 +56,10 @@ Deviations / choices (the thesis is silent or the reference does otherwise):
   noise decays linearly to 0 over the GAN epochs (the mixin's default decays over all ``epochs``).
 - Model selection: the base loop's validation (``val_x`` / ``val_y``, every ``val_every`` epochs and at the last)
   only considers epochs of stage 2 (``selectable_from_epoch``), so a kept state always has a trained E.
+- Known behaviour at the CPU preset (issue 14, ``docs/selection.md``): E maps every digit to about one code (G(E(x))
+  spreads 6-7 % as much as the inputs, while G(z) is diverse), so the scores measure the distance to one template;
+  with "1" normal all three invert (test AUROC 0.05-0.12), with "0" normal they work. Not a code defect (the
+  reference's encoder training at a tiny budget); the health check flags such a model.
 """
 
 from __future__ import annotations
