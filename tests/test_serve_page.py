@@ -126,7 +126,8 @@ def test_page_is_served_without_token_and_model_reports_health(model_and_images)
         r = c.get("/")
         assert r.status_code == 200 and "text/html" in r.headers["content-type"] and "/score" in r.text
         assert c.get("/model").status_code == 401
-        assert c.get("/model", headers={"Authorization": f"Bearer {TOKEN}"}).json()["health"] is None
+        health = c.get("/model", headers={"Authorization": f"Bearer {TOKEN}"}).json()["health"]
+        assert health == det.health_ and health["checked"] is True  # every fit runs the health check
     det.health_ = {"status": "ok", "checked": 3}  # as a model carrying a health check would
     try:
         with TestClient(create_app(det)) as c:

@@ -356,6 +356,7 @@ class Detector(EstimatorAPI):
         dev = self._device()
         if check_y and y is not None and np.asarray(y).astype(int).any():
             raise InputError(f"fit trains on normal data only; y holds {int(np.asarray(y).sum())} anomalies (label 1)")
+        reject_unsupported(x)  # sparse / complex inputs: scikit-learn's wording, before any hold-out is drawn
         self.input_kind_ = self._kind_of(x)
         self._check_patch_fields(self.input_kind_)
         ckpt = make_plan(self, checkpoint, checkpoint_every, resume)
