@@ -387,7 +387,7 @@ def test_backbones_frozen_and_clear_errors(tmp_path, monkeypatch):
 
 
 def test_efficientnet_lite_wrapper_maps_imagenet_input_to_minus_one_one():
-    bb = Backbone("probe", nn.Identity(), 3, input_range="tf")
+    bb = Backbone("probe", [nn.Identity()], {"last": 0}, 3, input_range="tf")
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     for v, expected in ((0.0, -1.0), (0.5, 0.0), (1.0, 1.0)):  # pixel value in [0, 1] -> [-1, 1]
         x = ((torch.full((1, 3, 4, 4), v) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
