@@ -163,7 +163,9 @@ def test_industrial_suite_grid_and_a_run_on_an_mvtec_tree(tmp_path):
     runs = bench.expand(suite, "cpu", data_root="DATA")
     mtd = [r for r in runs if r.spec.startswith("mtd:")]
     assert sorted({r.seed for r in mtd}) == [0, 1, 2, 3, 4] and all(r.spec == "mtd:DATA/mtd" for r in mtd)
-    by_name = {r.detector: r.overrides for r in runs}
+    by_name = {r.detector: r.overrides for r in runs if r.variant == "default"}
+    grid = {r.detector: r.overrides for r in runs if r.variant == "grid4-s16"}
+    assert set(grid) == {"mahalanobis", "algan_feature"} and grid["mahalanobis"]["pool_grid"] == 4
     assert set(by_name) == set(bench.INDUSTRIAL)
     for name in ("mahalanobis", "padim", "patchcore", "algan_feature"):  # the backbone's scale, whatever the suite
         det = anogen.create(name, **by_name[name])
@@ -179,3 +181,15 @@ def test_industrial_suite_grid_and_a_run_on_an_mvtec_tree(tmp_path):
     rec = bench.run_one(run)
     assert rec["metrics"]["auroc"] >= 0.9 and rec["metrics"]["pixel_auroc"] >= 0.8
     assert rec["fit_seconds"] > 0 and rec["metrics"]["score_ms_per_image"] > 0
+
+
+def test_pool_grid_keeps_coarse_position(mnv2):
+    imgs = _images(10)
+    det = anogen.create("mahalanobis", **MNV2, image_size=64, layers=("s16",), pool_grid=2).fit(imgs[:8])
+    assert det.input_shape_ == (96 * 4,) and det.layer_dims_ == [96 * 4]
+    with torch.no_grad():
+        (s16,) = mnv2.maps(det.preprocess(imgs[8:]), ["s16"])  # (2, 96, 4, 4)
+        quads = s16.reshape(2, 96, 2, 2, 2, 2).mean(dim=(3, 5)).flatten(1)  # 2 x 2 cells of 2 x 2 positions
+        torch.testing.assert_close(det.embed(det.preprocess(imgs[8:])), quads)
+    with pytest.raises(ValueError, match="pool_grid"):
+        anogen.create("mahalanobis", pool_grid=0)

@@ -91,6 +91,11 @@ FIG5 = ["ae", "anogan", "bigan", "ce_bigan", "alad", "f_anogan"]
 INDUSTRIAL = ["mahalanobis", "padim", "patchcore", "algan_feature", "algan", "ae", "vae"]
 """The industrial suite's detectors (each at its file's ``PRESETS["industrial"]``)."""
 
+GRID_VARIANTS = {name: {"default": {}, "grid4-s16": {"layers": ("s16",), "pool_grid": 4}}
+                 for name in ("mahalanobis", "algan_feature")}
+"""Pooled-feature detectors: their preset (global pooling, the papers) and the stride-16 block pooled on a 4 x 4 grid
+(chosen on the MTD validation split, seed 0)."""
+
 MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
                     "tile", "toothbrush", "transistor", "wood", "zipper"]
 
@@ -173,12 +178,13 @@ def _suites() -> dict[str, Suite]:
               cpu={"channels": 1, "image_size": 32}, paper={"channels": 1, "image_size": 32}, max_train=2000,
               max_test=2000, description="the erase protocol on Fashion-MNIST at 32 px (the erase suite's CPU "
                                          "preset is 16 px, where a 4 x 4 hole at 28 px shrinks to about 2 x 2)"),
-        Suite("industrial", INDUSTRIAL, ["mtd:{root}/mtd"], seeds=[0, 1, 2, 3, 4],
+        Suite("industrial", INDUSTRIAL, ["mtd:{root}/mtd"], seeds=[0, 1, 2, 3, 4], detector_variants=GRID_VARIANTS,
               preset="industrial", feature_cache_mb=1500, timing_images=32, max_train=None, max_test=None,
               description="industrial accuracy (issue 12): feature detectors at the backbone's scale (224 px), "
                           "image detectors on patches at higher resolution; MTD by the ALGAN protocol (the split "
                           "procedure of mtd_splits.json, identical to its lists for seeds 0 and 1, for seeds 0-4)"),
         Suite("industrial-coil", INDUSTRIAL, ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1, 2, 3, 4],
+              detector_variants=GRID_VARIANTS,
               preset="industrial", feature_cache_mb=1500, timing_images=32, max_train=None, max_test=None,
               description="the industrial suite on COIL-17 (10 normal objects chosen by the seed, ALGAN Table 4)"),
         Suite("industrial-mvtec", INDUSTRIAL, ["mvtec:{root}/mvtec_anomaly_detection/{normal}"],

@@ -330,9 +330,12 @@ class BackboneFeatures:
         return cached_maps(bb.to(x.device), self.center_crop(x), tuple(self.layers))
 
 
-def pool_maps(maps: list[Tensor]) -> Tensor:
-    """Per-layer (B, C_l, h_l, w_l) maps -> (B, sum C_l): each averaged over space, concatenated in layer order."""
-    return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+def pool_maps(maps: list[Tensor], grid: int = 1) -> Tensor:
+    """Per-layer (B, C_l, h_l, w_l) maps -> (B, sum C_l g^2): each averaged over space (``grid`` = 1) or over the
+    cells of a g x g grid (adaptive average pooling, channel-major), concatenated in layer order."""
+    if grid == 1:
+        return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
+    return torch.cat([F.adaptive_avg_pool2d(m, grid).flatten(1) for m in maps], dim=1)
 
 
 def rotate(x: Tensor, degrees: float, fill: list[float]) -> Tensor:
@@ -353,15 +356,23 @@ class PooledFeatures(BackboneFeatures):
     Rotations (Rudolph et al.'s procedure, ALGAN IV-B5): with ``train_rotations`` = R > 1 every training image is
     rotated by 0, 360/R, 2 x 360/R, ... degrees and each rotation is a training sample (so ``decision_scores_`` holds
     N x R training scores); with ``test_rotations`` = T > 1 an image's score is the mean of the scores of its T
-    rotations. The rotated corners are filled with black (the normalised value of 0)."""
+    rotations. The rotated corners are filled with black (the normalised value of 0).
+
+    ``pool_grid`` = g > 1 (our choice, not in the papers) averages each layer over the cells of a g x g grid instead
+    of the whole map, keeping coarse position: on MTD (aligned tiles), a Gaussian on MobileNetV2's ``s16`` map pooled
+    on a 4 x 4 grid reached validation AUROC 0.988 (seed 0) against 0.887 for the best globally pooled layers."""
 
     train_rotations: int = 1
     """rotations of each training image, each one a training sample (the paper: 24; 1 = off)"""
     test_rotations: int = 1
     """rotations of each scored image, whose scores are averaged (the paper: 64; 1 = off)"""
+    pool_grid: int = 1
+    """average pooling over a g x g grid of cells per layer, concatenated (1: global pooling, the papers)"""
 
     def _check_backbone_fields(self) -> None:
         super()._check_backbone_fields()
+        if self.pool_grid < 1:
+            raise ValueError(f"pool_grid must be >= 1, got {self.pool_grid}")
         if self.train_rotations < 1 or self.test_rotations < 1:
             raise ValueError(f"train_rotations and test_rotations must be >= 1; got {self.train_rotations}, "
                              f"{self.test_rotations}")
@@ -370,7 +381,7 @@ class PooledFeatures(BackboneFeatures):
 
     def embed(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) preprocessed images -> (B, F) pooled features of ``layers``."""
-        return pool_maps(self.feature_maps(x))
+        return pool_maps(self.feature_maps(x), self.pool_grid)
 
     def views(self, training: bool) -> int:
         return self.train_rotations if training else self.test_rotations
