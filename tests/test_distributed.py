@@ -113,7 +113,8 @@ def _rank_main(out: str) -> None:
     got["every"] = {}
     for name in anogen.available():  # no deadlock, no divergence between ranks, for every registered detector
         det = anogen.create(name, **{**_tiny(name, 16, 1), "epochs": 2, "device": "cpu"})
-        data = vecs if det.input_kind == "vector" or getattr(det, "backbone", None) == "none" else imgs[:40]
+        vec = det.input_kind == "vector" or (getattr(det, "backbone", None) == "none" and det.input_kind != "image")
+        data = vecs if vec else imgs[:40]
         got["every"][name] = det.fit(data).decision_function(data[:6]).tolist()
     got["cli_rc"] = main(["train", "ae", "--data", "digits:normal=0", "--out", os.path.join(out, f"cli{rank}"),
                           "--preset", "cpu", "--image-size", "8", "--epochs", "1", "--width", "8", "--max-width",

@@ -65,6 +65,13 @@ class Suite:
     description: str = ""
     evaluate: str = ""
     """an extra measurement per run from :mod:`anogen.evaluations`: "selection" or "drift" ("" none)"""
+    preset: str = "cpu"
+    """the detector-file preset applied at ``--scale cpu``: ``PRESETS[preset]`` (or ``PRESETS["<preset>-..."]``,
+    the first that fits the detector's fields), else ``PRESETS["cpu"]``"""
+    feature_cache_mb: int = 0
+    """MiB of backbone maps kept across this suite's runs in one process (:func:`anogen.features.cache_features`)"""
+    timing_images: int = 256
+    """test images whose scoring is timed (``score_ms_per_image``; 1 warm-up + 3 timed passes)"""
 
 
 def _gans() -> list[str]:
@@ -104,6 +111,29 @@ AE_LAMP_VARIANTS = {"lamp": {"lamp": True}, "plain": {"lamp": False}}
 
 PRECISION_VARIANTS = {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16", "channels_last": True}}
 """Issue 13's accuracy check: the same runs in fp32 and in bf16."""
+
+
+INDUSTRIAL = ["mahalanobis", "padim", "patchcore", "algan_feature", "algan", "ae", "vae"]
+"""The industrial suite's detectors (each at its file's ``PRESETS["industrial"]``)."""
+
+GRID_VARIANTS = {name: {"default": {}, "grid4-s16": {"layers": ("s16",), "pool_grid": 4}}
+                 for name in ("mahalanobis", "algan_feature")}
+"""Pooled-feature detectors: their preset (global pooling, the papers) and the stride-16 block pooled on a 4 x 4 grid
+(chosen on the MTD validation split, seed 0)."""
+
+MVTEC_CATEGORIES = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
+                    "tile", "toothbrush", "transistor", "wood", "zipper"]
+
+
+def _preset(cls: type, name: str) -> dict[str, Any]:
+    """The detector file's preset ``name`` (or ``name-*``) that fits ``cls``, else its ``cpu`` preset."""
+    from anogen.run import presets
+
+    found = presets(cls)
+    for key, value in found.items():
+        if key == name or key.startswith(name + "-"):
+            return dict(value)
+    return dict(found.get("cpu", {}))
 
 
 def _suites() -> dict[str, Suite]:
@@ -188,6 +218,20 @@ def _suites() -> dict[str, Suite]:
               max_train=None, max_test=None,
               description="fp32 vs bf16 (autocast + channels-last) on one-class digits, every digit normal in turn"),
         *_issue14_suites(),
+        Suite("industrial", INDUSTRIAL, ["mtd:{root}/mtd"], seeds=[0, 1, 2, 3, 4], detector_variants=GRID_VARIANTS,
+              preset="industrial", feature_cache_mb=1500, timing_images=32, max_train=None, max_test=None,
+              description="industrial accuracy (issue 12): feature detectors at the backbone's scale (224 px), "
+                          "image detectors on patches at higher resolution; MTD by the ALGAN protocol (the split "
+                          "procedure of mtd_splits.json, identical to its lists for seeds 0 and 1, for seeds 0-4)"),
+        Suite("industrial-coil", INDUSTRIAL, ["coil:{root}/coil17,n_normal=10"], seeds=[0, 1, 2, 3, 4],
+              detector_variants=GRID_VARIANTS,
+              preset="industrial", feature_cache_mb=1500, timing_images=32, max_train=None, max_test=None,
+              description="the industrial suite on COIL-17 (10 normal objects chosen by the seed, ALGAN Table 4)"),
+        Suite("industrial-mvtec", INDUSTRIAL, ["mvtec:{root}/mvtec_anomaly_detection/{normal}"],
+              classes=MVTEC_CATEGORIES, seeds=[0], preset="industrial", feature_cache_mb=1500, timing_images=32,
+              max_train=None,
+              max_test=None, description="the industrial suite on an MVTec AD tree (every category; the data root "
+                                         "must hold mvtec_anomaly_detection/)"),
         Suite("tricks", "gans", ["digits:normal={normal}"], classes=[0], seeds=[0],
               variants=_tricks_variants(), cpu=gray, paper=gray, max_train=None, max_test=None,
               description="thesis Tables 51-55: every GAN x the 8 combinations of IN / SL / LF"),
@@ -229,7 +273,7 @@ def _issue14_suites() -> list[Suite]:
 SUITES = _suites()
 
 DETECTOR_CPU: dict[str, dict[str, Any]] = {
-    "algan_feature": {"channels": 3, "image_size": 64, "epochs": 30, "hidden": 256},
+    "algan_feature": {"epochs": 30, "hidden": 256},
 }
 """CPU-scale overrides a detector needs whatever the suite says (the feature backbone takes RGB)."""
 
@@ -290,7 +334,6 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
            extra: dict[str, Any] | None = None) -> list[Run]:
     """Every run of ``suite`` at ``scale`` (``cpu`` or ``paper``), optionally restricted."""
     from anogen._registry import available, get
-    from anogen.run import presets as _presets
 
     if scale not in ("cpu", "paper"):
         raise ValueError(f"scale must be cpu or paper, got {scale!r}")
@@ -307,8 +350,11 @@ def expand(suite: Suite, scale: str = "cpu", *, detectors: list[str] | None = No
         own_variants = suite.detector_variants.get(name, suite.variants)
         chosen = {k: v for k, v in own_variants.items() if not variants or k in variants}
         fields = set(get(name).field_names())
-        base = dict(_presets(get(name)).get("cpu", {})) if scale == "cpu" else {}
-        base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items() if k in fields})
+        base = _preset(get(name), suite.preset) if scale == "cpu" else {}
+        # feature detectors keep their backbone's scale (224 px, RGB): a suite's image size is for image detectors
+        own_scale = ("image_size", "channels", "normalize") if getattr(get(name), "backbone_scale", False) else ()
+        base.update({k: v for k, v in (suite.cpu if scale == "cpu" else suite.paper).items()
+                     if k in fields and k not in own_scale})
         if scale == "paper":
             base.update(suite.paper_detector.get(name, {}))
         for template in suite.datasets:
@@ -348,9 +394,12 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
     reconstruction and heat-map figures)."""
     import anogen
     from anogen.data.spec import load_spec
+    from anogen.features import cache_features, cache_paused
     from anogen.run import evaluate, fit_kwargs
 
     t0 = time.perf_counter()
+    suite = SUITES.get(run.suite)
+    cache_features(suite.feature_cache_mb if suite is not None else 0)  # backbone maps shared by a suite's runs
     split = load_spec(run.spec, seed=run.seed)
     rng = np.random.default_rng(run.seed)
     train = _cap(split.train, run.max_train, rng)
@@ -363,7 +412,9 @@ def run_one(run: Run, models_dir: str | Path | None = None) -> dict[str, Any]:
 
         det._on_validate, test_aucs = selection_tracker(det, test.x, test.y)  # reported only for picked states
     det.fit(train.x, **fit_kwargs(val))
-    scores, m = evaluate(det, test)  # image metrics, scoring time, pixel AUROC where there are masks and maps
+    # image metrics, scoring time (with the backbone, as a user scores new images), pixel AUROC where there are maps
+    scores, m = evaluate(det, test, timing_images=suite.timing_images if suite is not None else None,
+                         timing_context=cache_paused)
     if run.evaluate == "selection":
         from anogen.evaluations import selection_metrics
 

@@ -216,6 +216,17 @@ class Detector(EstimatorAPI):
         """Optional fixed map applied to preprocessed inputs before the model (e.g. a pretrained backbone)."""
         return x
 
+    def views(self, training: bool) -> int:
+        """Views of each input that ``embed_views`` makes (e.g. rotations); 1 (the default): ``embed`` alone.
+
+        With n > 1 views, each training view is a training sample (the training set holds N x n rows), and at scoring
+        an input's score is the mean of its views' scores."""
+        return 1
+
+    def embed_views(self, x: Tensor, n: int) -> Tensor:
+        """(B, ...) preprocessed inputs -> (B, n, ...) embedded views, for methods whose ``views`` exceeds 1."""
+        raise NotImplementedError(f"{self.name} makes no views")
+
     def extra_state(self) -> dict[str, Tensor]:
         """Learned tensors outside ``nets_`` that a saved model must carry."""
         return {}
@@ -284,10 +295,16 @@ class Detector(EstimatorAPI):
                 self.channels_ = int(x.shape[1])  # what the model sees; inferred from the data when channels=0
         if kind == "image" and self.patch_size > 0:
             return self._check_patchable(x)
+        n_views = self.views(not fitted) if kind == "image" and self._has_embed() else 1
         if kind == "image" and self._has_embed():
-            x = self._batched(x, self.embed)  # e.g. images -> pretrained features
-        if fitted and tuple(x.shape[1:]) != self.input_shape_:
-            raise InputError(f"expected inputs of shape {self.input_shape_}, got {tuple(x.shape[1:])}")
+            if n_views == 1:
+                x = self._batched(x, self.embed)  # e.g. images -> pretrained features
+            else:  # (N, V, ...) views (e.g. rotations); at fit every view is a training sample
+                x = self._batched(x, lambda b: self.embed_views(b, n_views))
+                x = x if fitted else x.flatten(0, 1)
+        shape = tuple(x.shape[2:] if fitted and n_views > 1 else x.shape[1:])
+        if fitted and shape != self.input_shape_:
+            raise InputError(f"expected inputs of shape {self.input_shape_}, got {shape}")
         return x
 
     def _batched(self, x: Tensor, fn: Any) -> Tensor:
@@ -588,6 +605,9 @@ class Detector(EstimatorAPI):
 
     def _score_chunk(self, x: Tensor) -> Tensor:
         """``score_batch`` on one batch already on the device -> (B,) float64 on the CPU, checked for its length."""
+        if hasattr(self, "input_shape_") and x.ndim == len(self.input_shape_) + 2:  # (B, V, ...) views: mean score
+            s = self._score_chunk(x.flatten(0, 1)).reshape(x.shape[0], x.shape[1]).mean(1)
+            return s
         with self.amp():
             s = self.score_batch(self._layout(x)).detach().double().cpu().reshape(-1)
         if len(s) != len(x):

@@ -26,6 +26,12 @@ PAPER: dict[tuple[str, str], tuple[float, str]] = {
     ("mtd", "skip_ganomaly"): (0.504, "ALGAN paper Table 3"),
     ("coil", "algan"): (0.999, "ALGAN paper Table 4: full COIL-100, 10 runs"),
     ("coil", "algan_feature"): (1.000, "ALGAN paper Table 4: full COIL-100, 10 runs"),
+    ("industrial", "algan"): (0.956, "ALGAN paper Table 3 (MTD): whole 256 px images, 512 epochs, mean of 10 runs"),
+    ("industrial", "algan_feature"): (0.824, "ALGAN paper Table 3 (MTD): WideResNet-101 last block, 192 epochs"),
+    ("industrial", "patchcore"): (0.979, "ALGAN paper Table 3 (MTD): PatchCore-10 (WideResNet features)"),
+    ("industrial-coil", "algan"): (0.999, "ALGAN paper Table 4: full COIL-100, 10 runs"),
+    ("industrial-coil", "algan_feature"): (1.000, "ALGAN paper Table 4: full COIL-100, 10 runs"),
+    ("industrial-coil", "patchcore"): (1.000, "ALGAN paper Table 4: PatchCore-1, full COIL-100, 10 runs"),
 }
 """(suite, detector) -> (the paper's AUROC, where it comes from and under which settings)."""
 

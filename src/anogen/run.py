@@ -47,20 +47,24 @@ def fit_kwargs(val: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
-def evaluate(det: Any, test: Any, *, heatmap: Path | None = None,
-             extra: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def evaluate(det: Any, test: Any, *, heatmap: Path | None = None, extra: dict[str, Any] | None = None,
+             timing_images: int | None = None, timing_context: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Scores (N,) of the fitted ``det`` on the labelled ``test`` set and its metrics.
 
     The metrics are :func:`anogen.metrics.summarize` at ``det.threshold_``, then ``extra`` (e.g. the fit time), the
     scoring time per image, and ``pixel_auroc`` when ``test`` has masks and ``det`` has anomaly maps; with
-    ``heatmap`` (a file) the maps of the most anomalous test images are drawn there too.
+    ``heatmap`` (a file) the maps of the most anomalous test images are drawn there too. ``timing_images``: how many
+    test images the scoring time is measured on (default ``TIMING_IMAGES``); ``timing_context``: a context manager
+    factory the timing runs under (e.g. :func:`anogen.features.cache_paused`, so a backbone is timed too).
     """
     from anogen import metrics
 
     scores = det.decision_function(test.x)
     m = metrics.summarize(test.y, scores, threshold=det.threshold_)
     m.update(extra or {})
-    m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(min(len(test), TIMING_IMAGES))).x)
+    with (timing_context() if timing_context is not None else contextlib.nullcontext()):
+        n_timed = min(len(test), timing_images or TIMING_IMAGES)
+        m["score_ms_per_image"] = metrics.time_scoring(det, test.subset(np.arange(n_timed)).x)
     if test.masks is not None and det.has_anomaly_maps():  # per-pixel maps, or patch mode (maps from patch scores)
         m["pixel_auroc"] = pixel_auroc(det, test, scores, heatmap)
     return scores, m

@@ -264,5 +264,9 @@ class AE(Detector):
 
 PRESETS: dict[str, dict] = {
     "cpu": dict(image_size=16, width=16, max_width=64, latent_dim=16, epochs=15),
+    # defect data with small defects (issue 12): LAMP-L2 on random 32 px patches of 256 px images (the LAMP paper's
+    # patch-wise training), stride-16 sliding-window scoring, image score = its worst window
+    "industrial": dict(image_size=256, patch_size=32, patch_stride=16, width=32, max_width=128, latent_dim=64,
+                       epochs=24, lamp=True, base_loss="l2"),
 }
 """Explicit overrides for small runs: ``anogen.create("ae", **PRESETS["cpu"])`` (one-class digits in seconds)."""

@@ -66,11 +66,17 @@ Deviations / choices (the paper is silent or ambiguous on each):
   that is nearly constant on the normal data gets a tiny std, so an anomaly that moves it lands thousands of units
   out, where the Lipschitz D extrapolates linearly with no trained sign and G never produced anything; centring and
   one global scale did not fix it either (0.05 / 0.10).
-- ALGAN-feature backbone: the paper uses WideResNet-101's last block (2048-d) and resizes to 224 px (objects: 256 px
-  then a 224 px centre crop -- there is no crop step here). Its weights cannot be had on these machines, so the
-  default is the offline EfficientNet-Lite0 (1280-d); ``backbone="wide_resnet101_2"`` gives the paper's setup where
-  the weights are cached. ``backbone="none"`` takes (N, D) vectors only. Rudolph et al.'s rotation procedure (24 /
-  64 rotations at training / prediction) is left out.
+- ALGAN-feature backbone (:class:`anogen.features.PooledFeatures`): the paper uses WideResNet-101's last block
+  (2048-d, global average pooling) at 224 px (objects: ``image_size=256, crop=224``, a centre crop). Its weights
+  cannot be had on these machines, so the default is the offline EfficientNet-Lite0 (1280-d);
+  ``backbone="wide_resnet101_2"`` gives the paper's setup where the weights are cached. ``layers`` chooses the pooled
+  blocks (default ``("last",)``, the paper; shallow + deep, e.g. ``("s8", "s16", "last")``, concatenated, is the
+  paper's own suggestion for MTD in V-A). The features are extracted once per fit (the base class embeds the
+  training set before the epochs). ``backbone="none"`` takes (N, D) vectors only.
+- Rudolph et al.'s rotation procedure (IV-B5: 24 rotations at training, 64 at prediction, "for both training and
+  prediction" on MTD and COIL-100) is ``train_rotations`` / ``test_rotations``: evenly spaced angles, every training
+  rotation a training sample, the scores of the test rotations averaged. Default 1 / 1 (off): on a CPU the 64 backbone
+  passes per scored image cost minutes per test set; the ``paper`` preset sets 24 / 64.
 - Model selection by validation AUROC every 8 epochs (IV-C) is the base ``fit(val_x=, val_y=)`` with ``val_every=8``.
 - The thesis' training tricks (IN / SL / LF, :class:`anogen.losses.GANTricks`) are available as fields, off by
   default (the ALGAN paper uses none): IN adds the decaying noise to every input of D, SL / LF replace the hard
@@ -91,7 +97,7 @@ from torch import Tensor, nn
 from anogen._registry import register
 from anogen.data.transforms import InputError, add_pool_channels
 from anogen.detector import Detector
-from anogen.features import BACKBONES, load_backbone
+from anogen.features import BACKBONES, PooledFeatures
 from anogen.losses import GANTricks, adversarial_loss
 from anogen.nets import ConvDecoder, ConvEncoder, check_image_size, dcgan_init, mlp, running_stats_frozen
 from anogen.params import flag, integer, one_of, positive, power_of_two, real, tuple_of, unit_interval
@@ -431,7 +437,7 @@ class ALGAN(_ALGANBase):
 # ---------------------------------------------------------------------------------------------------- ALGAN-feature
 @register("algan_feature")
 @dataclass(kw_only=True)
-class ALGANFeature(_ALGANBase):
+class ALGANFeature(PooledFeatures, _ALGANBase):
     """ALGAN-feature: fully connected G and D on feature vectors ((N, D) inputs, or images via a frozen backbone)."""
 
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
@@ -440,12 +446,6 @@ class ALGANFeature(_ALGANBase):
 
     epochs: int = 192
     """training epochs (IV-C)"""
-    image_size: int = 224
-    """side of the images given to the backbone (IV-B5)"""
-    channels: int = 3
-    """channels of the images given to the backbone"""
-    normalize: str = "imagenet"
-    """pixel scaling for the backbone (every backbone in anogen.features expects ImageNet mean / std)"""
     backbone: str = "efficientnet_lite0"
     """frozen feature extractor for image inputs: efficientnet_lite0, mobilenet_v2, wide_resnet101_2, or none"""
     hidden: int = 1024
@@ -457,21 +457,9 @@ class ALGANFeature(_ALGANBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backbone != "none" and self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)} or none; got {self.backbone!r}")
-        if self.backbone != "none" and self.normalize != "imagenet":
-            raise ValueError(f"backbone {self.backbone} expects normalize='imagenet', got {self.normalize!r}")
+        self._check_backbone_fields()
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {self.hidden}")
-
-    def embed(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) preprocessed images -> (B, F) pooled backbone features."""
-        if self.backbone == "none":
-            raise InputError("this algan_feature model has backbone='none': it takes feature vectors (N, D) only, "
-                             f"got images {tuple(x.shape)}")
-        if getattr(self, "_backbone", None) is None or self._backbone.name != self.backbone:
-            self._backbone = load_backbone(self.backbone)  # frozen; not in nets_, so not saved
-        return self._backbone.to(x.device)(x)
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         if len(input_shape) != 1:
@@ -509,5 +497,11 @@ class ALGANFeature(_ALGANBase):
 
 PRESETS: dict[str, dict] = {
     "cpu": dict(image_size=16, width=16, max_width=64, epochs=30),
+    # ALGAN-image on defect data with small defects (issue 12): G and D on random 32 px patches of 256 px images,
+    # stride-16 sliding-window scoring (image score = its worst window); CPU-sized (the paper: whole 256 px images,
+    # 512 epochs, on a GPU)
+    "industrial": dict(image_size=256, patch_size=32, patch_stride=16, width=32, max_width=128, epochs=24),
+    # ALGAN-feature at the backbone's scale (224 px), MobileNetV2, shallow + deep pooled layers (V-A's suggestion)
+    "industrial-feature": dict(backbone="mobilenet_v2", layers=("s16", "s32", "last"), epochs=64, hidden=512),
 }
 """Explicit overrides for small runs: ``anogen.create("algan", **PRESETS["cpu"])`` (one-class digits in seconds)."""
