@@ -188,7 +188,7 @@ def test_health_warns_on_a_useless_model(digits, tmp_path):
     images, labels = digits
     train, _, _ = one_class_digits(images, labels, 0, 100)
     with pytest.warns(HealthWarning, match=r"does not separate normal images from synthetic defects \(AUROC 0.50"):
-        det = _Constant(image_size=16, channels=1, verbose=False).fit(train)
+        det = _Constant(image_size=16, channels=1, verbose=False, selection="synthetic").fit(train)
     assert det.health_["ok"] is False and det.health_["synthetic_auroc"] == 0.5
     # an untrained network (one step at learning rate ~0) fares no better
     with pytest.warns(HealthWarning, match="does not separate"):

@@ -542,7 +542,9 @@ class Detector(EstimatorAPI):
         val_unit = None
         if kind == "image" and val_x is not None:
             val_x = val_unit = self._unit_images(val_x)
-        if sel == "synthetic" or (sel == "auto" and not labelled and kind == "image"):
+        # a closed-form detector has no states to choose among: "auto" holds nothing out of its training set (a
+        # 10 % hold-out cost the GMM 0.10 AUROC on digit 9 with ~100 training images)
+        if sel == "synthetic" or (sel == "auto" and not labelled and kind == "image" and self.iterative):
             x = self._unit_images(x)
             if sel == "auto":
                 sel = "synthetic" if len(x) >= MIN_SYNTHETIC_TRAIN else "last"
