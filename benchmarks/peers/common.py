@@ -81,9 +81,9 @@ def done_ids(path: Path) -> set[str]:
 
 
 def append(path: Path, rec: dict[str, Any]) -> None:
-    from anogen.bench import _append
+    from anogen.bench import append_record
 
-    _append(path, rec)
+    append_record(path, rec)
 
 
 def load(spec: str, seed: int) -> Any:

@@ -36,14 +36,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from anogen.detector import Detector
+Detector = Any
+"""A :class:`anogen.detector.Detector` (named, not imported: this module sits below the base class's layer)."""
 
 MODEL_KEY = "anogen"
 CHECKPOINT_KEY = "anogen_checkpoint"
@@ -150,7 +150,7 @@ class CheckpointPlan:
     t0: float = field(default_factory=time.perf_counter)
 
 
-def make_plan(det: "Detector", checkpoint: str | Path | None, every: int, resume: bool) -> CheckpointPlan | None:
+def make_plan(det: Detector, checkpoint: str | Path | None, every: int, resume: bool) -> CheckpointPlan | None:
     """Check ``fit``'s checkpoint arguments; ``None`` when no checkpoint is asked for."""
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
         raise ValueError(f"checkpoint_every must be an integer >= 0 (0: write none), got {every!r}")
@@ -191,12 +191,12 @@ def kept_note(plan: CheckpointPlan | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- write
-def optimizers_of(det: "Detector") -> dict[str, torch.optim.Optimizer]:
+def optimizers_of(det: Detector) -> dict[str, torch.optim.Optimizer]:
     """The detector's optimizers, by attribute name (``opt_g_``, ...), sorted."""
     return {k: v for k, v in sorted(vars(det).items()) if isinstance(v, torch.optim.Optimizer)}
 
 
-def write_checkpoint(det: "Detector", plan: CheckpointPlan, epoch: int, gen: torch.Generator, best_auc: float,
+def write_checkpoint(det: Detector, plan: CheckpointPlan, epoch: int, gen: torch.Generator, best_auc: float,
                      best_state: tuple[dict[str, Tensor], dict[str, Tensor]] | None) -> None:
     """Write the state after ``epoch`` finished epochs to ``plan.path`` (atomically; rank 0 only)."""
     from anogen import distributed
@@ -273,7 +273,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]
     return meta, tensors
 
 
-def _mismatch(det: "Detector", meta: dict[str, Any], plan: CheckpointPlan) -> str | None:
+def _mismatch(det: Detector, meta: dict[str, Any], plan: CheckpointPlan) -> str | None:
     """Why ``det`` (built, about to train on the data of ``plan``) cannot continue from ``meta``, or None."""
     if meta.get("detector") != det.name:
         return f"it was written by {meta.get('detector')!r}, not {det.name!r}"
@@ -293,7 +293,7 @@ def _mismatch(det: "Detector", meta: dict[str, Any], plan: CheckpointPlan) -> st
     return None
 
 
-def restore(det: "Detector", plan: CheckpointPlan, gen: torch.Generator) -> tuple[int, float, Any]:
+def restore(det: Detector, plan: CheckpointPlan, gen: torch.Generator) -> tuple[int, float, Any]:
     """Load ``plan.path`` into ``det`` (built, before its first epoch) and the loop's generator ``gen``.
 
     Returns:
@@ -322,7 +322,7 @@ def restore(det: "Detector", plan: CheckpointPlan, gen: torch.Generator) -> tupl
     return int(meta["epoch"]), float(best_auc), best_state
 
 
-def _restore_state(det: "Detector", meta: dict[str, Any], tensors: dict[str, Tensor], gen: torch.Generator) -> None:
+def _restore_state(det: Detector, meta: dict[str, Any], tensors: dict[str, Tensor], gen: torch.Generator) -> None:
     dev = det._device()
     det.nets_.load_state_dict(split_prefixed(tensors, "nets."), strict=True)
     extra = split_prefixed(tensors, "extra.")

@@ -14,9 +14,10 @@ maps (mean where windows overlap), or, for methods without one, gives each pixel
 cover it. ``setup_data`` (and ``fit_once``) get one random crop per training image (generator seeded with ``seed``).
 An ``embed`` map applies to each crop, after augmentation.
 
-Size: about 690 lines, over DESIGN's ~600 prompt, because the one training loop also owns what every method shares
-and must not copy: patch training / sliding-window scoring, checkpoint / resume hooks, the torchrun hooks, the cached
-inference view and save / load. What could leave has left: atomic writing and checkpoint I/O live in
+Size: about 980 lines, well over DESIGN's ~600 prompt, because the one training loop also owns what every method
+shares and must not copy: patch training / sliding-window scoring, checkpoint / resume hooks, the torchrun hooks, the
+cached inference view, save / load, the precision context (bf16 autocast), and selection without labels (hold-out,
+synthetic validation, health check: about 150 lines, the next candidate to move into ``health.py`` behind two hooks). What could leave has left: atomic writing and checkpoint I/O live in
 ``checkpoint.py``, the torchrun machinery in ``distributed.py``, the fast scoring paths in ``inference.py``, the
 version / device / seeding helpers in ``_util.py`` (``docs/architecture.md``); splitting the loop itself or save /
 load away from the class would make the one contract harder to read in one place.

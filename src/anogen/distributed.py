@@ -59,7 +59,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -67,8 +67,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-if TYPE_CHECKING:  # pragma: no cover
-    from anogen.detector import Detector
+Detector = Any
+"""A :class:`anogen.detector.Detector` (named, not imported: this module sits below the base class's layer)."""
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 SYNC_BN_VAR = "ANOGEN_SYNC_BN"
@@ -185,7 +185,7 @@ def average_gradients(params: list[nn.Parameter]) -> None:
 
 
 @contextlib.contextmanager
-def averaged_gradients(det: "Detector") -> Iterator[None]:
+def averaged_gradients(det: Detector) -> Iterator[None]:
     """While open (the training loop), every optimizer step first averages across ranks the gradients of its
     parameters that belong to ``det.nets_``; a no-op in one process.
 
@@ -244,7 +244,7 @@ def global_batch(batch_size: int, n: int) -> tuple[int, slice]:
     return per_rank * world, slice(rank * per_rank, (rank + 1) * per_rank)
 
 
-def prepare(det: "Detector") -> None:
+def prepare(det: Detector) -> None:
     """After ``build`` / ``setup_data``: rank 0's ``nets_`` on every rank, SyncBatchNorm if asked, per-rank RNGs."""
     rank, world = rank_world()
     if world == 1:
@@ -255,7 +255,7 @@ def prepare(det: "Detector") -> None:
     reseed(det)
 
 
-def reseed(det: "Detector", epoch: int = 0) -> None:
+def reseed(det: Detector, epoch: int = 0) -> None:
     """Ranks > 0 reseed the global RNGs from (seed, rank[, epoch]); rank 0 keeps its stream. Called by
     :func:`prepare`, and after a resumed fit restored rank 0's RNG state from the checkpoint on every rank."""
     rank, world = rank_world()
@@ -266,7 +266,7 @@ def reseed(det: "Detector", epoch: int = 0) -> None:
     seed_everything(rank_seed(det.seed, rank, epoch))
 
 
-def sync_state(det: "Detector") -> None:
+def sync_state(det: Detector) -> None:
     """Rank 0's ``nets_`` state and ``extra_state()`` on every rank (end of each epoch; a no-op in one process)."""
     if rank_world()[1] == 1:
         return
@@ -277,7 +277,7 @@ def sync_state(det: "Detector") -> None:
         det.load_extra_state(extra)
 
 
-def _convert_sync_batchnorm(det: "Detector") -> None:
+def _convert_sync_batchnorm(det: Detector) -> None:
     """Every BatchNorm of ``nets_`` -> SyncBatchNorm (same parameters and buffers, so optimizers and saved keys are
     unchanged). torch implements its synchronisation for GPUs only."""
     if det._device().type != "cuda":

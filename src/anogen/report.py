@@ -5,6 +5,10 @@ over seeds with the paper's number beside ours where the paper has one, then the
 same tables in Markdown, for the README and ``docs/methods``) and ``DIR/fig/*.png``. Every number comes from a
 record; the papers' numbers come from :data:`PAPER` with the table they are quoted from and its settings, so a
 reader sees when the settings differ (size, epochs, data).
+
+Size: about 680 lines, over DESIGN's ~600 prompt: :data:`PAPER` (the quoted paper numbers) and one small table
+builder per kind of suite (AUROC grids, tricks' precision / recall / F1, speed, load, selection, drift) share the
+page assembly; splitting them would scatter one page's layout over several modules.
 """
 
 from __future__ import annotations

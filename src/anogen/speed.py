@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from anogen._util import jsonable as _jsonable
-from anogen.bench import SCHEMA, _append, provenance, read_records
+from anogen.bench import SCHEMA, append_record, provenance, read_records
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, *, dtype: str = "fp32", device: str = "cpu") -> float:
@@ -176,7 +176,7 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
             if over_budget:
                 rec.update({"status": "skipped", "error": f"a smaller size took over {budget_s:.0f} s"})
                 counts["skipped"] += 1
-                _append(out, rec)
+                append_record(out, rec)
                 continue
             t0 = time.perf_counter()
             rec["loadavg_before"] = _loadavg()  # timings from a busy machine say so
@@ -196,5 +196,5 @@ def run_speed(out: str | Path, *, detectors: list[str] | None = None, sizes: tup
                 counts["failed"] += 1
             rec["wall_seconds"] = time.perf_counter() - t0
             over_budget = rec["wall_seconds"] > budget_s
-            _append(out, rec)
+            append_record(out, rec)
     return counts

@@ -16,7 +16,7 @@ The generator is three networks: an encoder G_E (x -> z), a decoder G_D (z -> x'
 with w_adv = 1, w_con = 50, w_enc = 1, and D on binary cross-entropy, real x vs. the detached x'. A model trained on
 normal data only learns to keep z' close to z for normal inputs; the score is the latent gap (2.95).
 
-This file also holds :class:`_GANomalyBase`, the training step and discriminator handling shared with Skip-GANomaly
+This file also holds :class:`GANomalyBase`, the training step and discriminator handling shared with Skip-GANomaly
 (``skip_ganomaly.py``, a change of this paper that imports it).
 
 Deviations / choices:
@@ -96,7 +96,7 @@ def ganomaly_score(z: Tensor, z_rec: Tensor, p: int = 2) -> Tensor:
 
 # ---------------------------------------------------------------------------------------------------- shared core
 @dataclass(kw_only=True)
-class _GANomalyBase(GANTricks, Detector):
+class GANomalyBase(GANTricks, Detector):
     """The training step, D handling and fields shared by GANomaly and Skip-GANomaly (which supply nets and terms)."""
 
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
@@ -191,7 +191,7 @@ class _GANomalyBase(GANTricks, Detector):
 # ---------------------------------------------------------------------------------------------------- GANomaly
 @register("ganomaly")
 @dataclass(kw_only=True)
-class GANomaly(_GANomalyBase):
+class GANomaly(GANomalyBase):
     """GANomaly (Akcay et al., ACCV 2018): score = mean (G_E(x) - E(G(x)))^2 (2.95). Defaults: the reference's."""
 
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor, nn
 
 from anogen._registry import register
-from anogen.detectors.ganomaly import _GANomalyBase
+from anogen.detectors.ganomaly import GANomalyBase
 from anogen.losses import adversarial_loss, feature_matching
 from anogen.nets import ConvEncoder
 from anogen.params import flag, non_negative, one_of, unit_interval
@@ -147,7 +147,7 @@ def skip_ganomaly_score(x: Tensor, x_rec: Tensor, f_x: Tensor, f_rec: Tensor, la
 # ---------------------------------------------------------------------------------------------------- Skip-GANomaly
 @register("skip_ganomaly")
 @dataclass(kw_only=True)
-class SkipGANomaly(_GANomalyBase):
+class SkipGANomaly(GANomalyBase):
     """Skip-GANomaly (Akcay et al., IJCNN 2019): U-Net G; score = lam R + (1 - lam) L (2.97)."""
 
     param_domains: ClassVar[dict] = {  # the domain of each field this class declares (anogen.params)
