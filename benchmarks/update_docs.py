@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from anogen import report
+from anogen.bench import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
