@@ -164,3 +164,25 @@ def test_paper_scale_settings_of_coil_and_the_erase_gmm():
     if "iforest" in bench.SUITES["erase"].detectors:
         forest = expand(bench.SUITES["erase"], "paper", detectors=["iforest"], seeds=[0])
         assert all("n_components" not in r.overrides for r in forest)
+
+
+def test_report_text_cells_and_paper_scale_records_get_their_own_table(tmp_path, monkeypatch):
+    """Text cells are never parsed as numbers (a "data" column once crashed the page), and paper-scale (GPU) records
+    get a table of their own, so one row never mixes a CPU preset with a paper-scale run."""
+    assert report._num("0.912 ± 0.010") == 0.912 and report._num("**0.900**") == 0.9
+    assert report._num("0.95 †") == 0.95 and report._num("mtd:DATA/mtd") is None and report._num("") is None
+    page = report._html_table(["data", "detector", "AUROC"], [["mtd", "gmm", "0.400"], ["coil", "ae", "0.900"]])
+    assert '<td class="best">0.900</td>' in page and '<td class="bad">0.400</td>' in page
+    assert '<td class="best">mtd</td>' not in page
+    monkeypatch.setenv("ANOGEN_GIT_COMMIT", "0" * 40)
+    monkeypatch.setenv("ANOGEN_GIT_DIRTY", "0")
+    out = tmp_path / "r.jsonl"
+    assert main(["bench", "digits", "--out", str(out), "--detectors", "gmm", "--classes", "0"]) == 0
+    (rec,) = read_records(out)
+    gpu = tmp_path / "gpu.jsonl"
+    gpu.write_text(json.dumps({**rec, "run_id": "paper-run", "scale": "paper",
+                               "metrics": {**rec["metrics"], "auroc": 0.123}}) + "\n")
+    report.build([out, gpu], tmp_path / "rep")
+    md = (tmp_path / "rep" / "results.md").read_text()
+    cpu_part, paper_part = md.split("## digits (paper scale)")
+    assert "## digits" in cpu_part and "0.123" not in cpu_part and "0.123" in paper_part
